@@ -1,0 +1,55 @@
+"""User-facing error types.
+
+Every error a user can cause (a wrong name, bad notation, an input too small, missing or
+corrupt data, a bad checkpoint, a bad option) is raised as a subclass of `ConvzooError`.
+The CLI turns these into one clear message and exit status 2; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ConvzooError(Exception):
+    """Base class of the errors a user can cause. `str(err)` is the whole message."""
+
+
+class UnknownModelError(ConvzooError, KeyError):
+    """A model name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InputSizeError(ConvzooError, ValueError):
+    """An input too small (or of the wrong shape) for a network; names the layer."""
+
+
+class NotationError(ConvzooError, ValueError):
+    """Malformed compact notation; carries the text and the position of the fault."""
+
+    def __init__(self, message: str, text: str = "", position: int | None = None) -> None:
+        self.message = message
+        self.text = text
+        self.position = position
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.position is None or not self.text:
+            return self.message
+        line = self.text.replace("\n", " ")
+        return f"{self.message}\n  {line}\n  {' ' * self.position}^"
+
+
+class SpecError(ConvzooError, ValueError):
+    """A module that the compact notation cannot express (raised by `to_spec`)."""
+
+
+class DataError(ConvzooError):
+    """Missing, corrupt or truncated data; names the file or the places looked."""
+
+
+class CheckpointError(ConvzooError):
+    """A damaged checkpoint, or one made for another model."""
+
+
+class ConfigError(ConvzooError, ValueError):
+    """An invalid option or configuration value."""

@@ -1,0 +1,39 @@
+"""Local response normalisation exactly as the lecture writes it.
+
+    b[i] = a[i] / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a[j]^2) ** beta
+
+The sum runs over n/2 (integer division) channels on each side. PyTorch's
+`nn.LocalResponseNorm` instead divides alpha by n (it averages over the window), so
+AlexNet's alpha=1e-4 would have to be passed to it as 5e-4; this layer takes the paper's
+constants as printed (Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LRN(nn.Module):
+    """Cross-channel local response normalisation with the paper's (sum) convention."""
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"LRN size must be at least 1, got {size}")
+        self.size = int(size)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.k = float(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.size // 2
+        squares = x.pow(2).unsqueeze(1)  # N, 1, C, H, W: pool along the channel axis
+        squares = F.pad(squares, (0, 0, 0, 0, half, half))
+        window = 2 * half + 1
+        summed = F.avg_pool3d(squares, (window, 1, 1), stride=1).squeeze(1) * window
+        return x / (self.k + self.alpha * summed).pow(self.beta)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

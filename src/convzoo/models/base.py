@@ -1,0 +1,166 @@
+"""`ZooModel`: what every convzoo network offers, whatever its family.
+
+- `num_classes`, `in_channels`
+- `forward_features(x)` (the trunk) and `forward_head(x, pre_logits=False)` (pooling and
+  classifier); `forward(x) == forward_head(forward_features(x))`
+- `feature_info`: one dict per stage, `{"module", "channels", "reduction"}`
+- `reset_classifier(num_classes)`
+- an input too small for the network raises `InputSizeError` naming the layer where it
+  breaks and the smallest input that works, instead of a shape error deep in PyTorch.
+- `convert_torchvision_state_dict(sd)` for families with a torchvision counterpart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, InputSizeError
+
+
+def _compiling_or_tracing() -> bool:
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
+        return True
+    from torch.fx import _symbolic_trace as fx_trace
+
+    check = getattr(fx_trace, "is_fx_symbolic_tracing", None) or getattr(fx_trace, "is_fx_tracing", None)
+    return bool(check()) if check is not None else False
+
+
+class ZooModel(nn.Module):
+    """Base class of the zoo's networks. Subclasses set the attributes in `__init__`."""
+
+    num_classes: int
+    in_channels: int
+    feature_info: list[dict[str, Any]]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- torchvision interoperability -------------------------------------------------
+    def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename a torchvision state_dict's keys to this model's. Families override."""
+        raise CheckpointError(f"{type(self).__name__} has no torchvision counterpart")
+
+    # -- clear errors for inputs that are too small ------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _compiling_or_tracing():
+            return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        except RuntimeError as err:
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor):
+                explained = explain_input_failure(self, x)
+                if explained is not None:
+                    raise explained from err
+            raise
+
+
+def _runs(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str | None, tuple[int, ...] | None]:
+    """Run `model` on a meta tensor of `shape`; return (ok, failing leaf name, its input shape)."""
+    last: list[Any] = [None, None]
+
+    def pre_hook(name: str):
+        def hook(_module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            last[0] = name
+            first = inputs[0] if inputs else None
+            last[1] = tuple(first.shape) if isinstance(first, torch.Tensor) else None
+
+        return hook
+
+    handles = [
+        m.register_forward_pre_hook(pre_hook(n))
+        for n, m in model.named_modules()
+        if n and not any(True for _ in m.children())
+    ]
+    try:
+        meta_model = model
+        with torch.no_grad():
+            x = torch.empty(shape, device="meta")
+            # parameters stay where they are; meta inputs with real weights still
+            # propagate shapes, and a real-weight op on a meta input is rejected quickly.
+            try:
+                nn.Module.__call__(meta_model, x)
+                return True, None, None
+            except Exception:
+                return False, last[0], last[1]
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model) if not any(p.is_meta for p in model.parameters()) else model
+    return clone.to("meta")
+
+
+def minimum_input_size(model: nn.Module, channels: int, upper: int = 1024) -> int | None:
+    """The smallest square side the network accepts, found on the meta device.
+
+    Uses the registry's metadata when the model came from `create_model`; otherwise a
+    binary search, or for fixed-size networks (a flatten into a linear layer) a scan.
+    """
+    name = getattr(model, "zoo_name", None)
+    if name is not None:
+        from ..registry import model_info
+
+        return model_info(name).min_input
+    meta = _meta_copy(model)
+    if not _runs(meta, (1, channels, upper, upper))[0]:
+        for side in range(1, 257):
+            if _runs(meta, (1, channels, side, side))[0]:
+                return side
+        return None
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _runs(meta, (1, channels, mid, mid))[0]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def explain_input_failure(model: nn.Module, x: torch.Tensor) -> InputSizeError | None:
+    """If `x` fails because of its size, an `InputSizeError` saying where and why; else None."""
+    if x.dim() != 4:
+        expected = getattr(model, "in_channels", "C")
+        return InputSizeError(
+            f"{type(model).__name__} expects a 4-d input (N, {expected}, H, W), got shape {tuple(x.shape)}"
+        )
+    in_ch = getattr(model, "in_channels", None)
+    if in_ch is not None and x.shape[1] != in_ch:
+        return InputSizeError(
+            f"{type(model).__name__} expects {in_ch} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})"
+        )
+    meta = _meta_copy(model)
+    ok, layer, layer_in = _runs(meta, (1, *x.shape[1:]))
+    if ok:
+        return None
+    smallest = minimum_input_size(model, x.shape[1])
+    h, w = x.shape[-2:]
+    name = type(model).__name__
+    where = f"layer '{layer}' received shape {layer_in}"
+    if smallest is not None and min(h, w) < smallest:
+        return InputSizeError(
+            f"input of {h}x{w} is too small for {name}: {where}; the smallest input it accepts is {smallest}x{smallest}"
+        )
+    hint = f"; it works at {smallest}x{smallest}" if smallest else ""
+    return InputSizeError(f"input of {h}x{w} does not fit {name}: {where}{hint}")

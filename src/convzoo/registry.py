@@ -1,0 +1,124 @@
+"""The model registry: names, metadata and construction.
+
+Family modules register each row of their table with `register_model`. Nothing is
+imported until the registry is first asked for (importing a family imports torch).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import UnknownModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+#: Family modules, imported on first use of the registry.
+FAMILY_MODULES = (
+    "convzoo.models.lenet",
+    "convzoo.models.alexnet",
+    "convzoo.models.vgg",
+    "convzoo.models.googlenet",
+    "convzoo.models.resnet",
+    "convzoo.models.densenet",
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of one registered model.
+
+    `params` and `macs` are the *published* numbers the model is tested against (None
+    where nothing was published); `source` says where they come from. `default_input`
+    is (C, H, W); `min_input` is the smallest square side the network accepts.
+    """
+
+    name: str
+    family: str
+    builder: Callable[..., "nn.Module"]
+    paper: str
+    default_input: tuple[int, int, int]
+    min_input: int
+    num_classes: int = 1000
+    params: int | None = None
+    macs: int | None = None
+    source: str = ""
+    description: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_loaded = False
+
+
+def register_model(info: ModelInfo) -> ModelInfo:
+    """Add `info` to the registry; a name may be registered once."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"model {info.name!r} is registered twice")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in FAMILY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:  # a family not written yet
+            if err.name != mod:
+                raise
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style `pattern`, sorted naturally."""
+    _ensure_loaded()
+    names = [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+    return sorted(names, key=_natural_key)
+
+
+def _natural_key(name: str) -> list[Any]:
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def model_info(name: str) -> ModelInfo:
+    """The metadata of `name`; an unknown name raises `UnknownModelError` with suggestions."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `convzoo models` lists them"
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    **kwargs: Any,
+) -> "nn.Module":
+    """Build the registered model `name` with freshly initialised weights.
+
+    `num_classes` and `in_channels` default to the model's own (1000 and 3 for the
+    ImageNet networks); other keyword arguments go to the family's builder.
+    """
+    info = model_info(name)
+    args = dict(info.kwargs)
+    args.update(kwargs)
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    if in_channels is not None:
+        args["in_channels"] = in_channels
+    model = info.builder(**args)
+    model.zoo_name = name
+    return model
