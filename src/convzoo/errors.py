@@ -35,7 +35,8 @@ class NotationError(ConvzooError, ValueError):
     def _render(self) -> str:
         if self.position is None or not self.text:
             return self.message
-        line = self.text.replace("\n", " ")
+        # every whitespace character prints as one column, so the caret stays aligned
+        line = "".join(" " if ch.isspace() else ch for ch in self.text)
         return f"{self.message}\n  {line}\n  {' ' * self.position}^"
 
 

@@ -1,0 +1,66 @@
+"""Build a network written in the lecture's compact notation and print it layer by layer:
+output shape, parameters and multiply-accumulates.
+
+Examples:
+  convzoo spec "6c5w1s0p 2w2s 16c5w1s0p 2w2s"
+  convzoo spec "Input->(Conv)6c5w1s0p->(MaxPool)2w2s->(Conv)16c5w1s0p->(MaxPool)2w2s->(Flat)400->120fc->84fc->10fc->(Output)"
+  convzoo spec "96c11w4s0p (LRN) 3w2s" --input 3x227x227
+
+The grammar is in docs/notation.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples on their lines
+    p.add_argument("text", metavar="TEXT", help="the network in the compact notation (quote it)")
+    p.add_argument(
+        "--input",
+        metavar="CxHxW",
+        default=None,
+        help="input size (default: the text's Input(CxHxW), else 32x32 with the text's or 1 channel)",
+    )
+    p.add_argument("--json", action="store_true", help="print the layers as JSON")
+
+
+def _input_size(text: str | None) -> tuple[int, int, int] | None:
+    from ..errors import ConfigError
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or min(int(v) for v in m.groups()) < 1:
+        raise ConfigError(f"--input must be CxHxW with positive numbers, e.g. 1x32x32; got {text!r}")
+    c, h, w = (int(v) for v in m.groups())
+    return c, h, w
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..notation.summary import summarize
+
+    result = summarize(args.text, input_size=_input_size(args.input))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    c, h, w = result["input_size"]
+    print(result["spec"])
+    table = Table(title=f"input {c}x{h}x{w}", header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("layer")
+    table.add_column("module")
+    table.add_column("output", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    for row in result["layers"]:
+        shape = "x".join(str(d) for d in row["output_shape"])
+        table.add_row(str(row["index"]), row["spec"], row["name"], shape, f"{row['params']:,}", f"{row['macs']:,}")
+    Console(width=max(100, Console().width)).print(table)
+    print(f"total: {result['total_params']:,} parameters, {result['macs']:,} MACs")
+    return 0
