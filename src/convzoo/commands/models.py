@@ -53,13 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"convzoo models ({len(rows)})", header_style="bold")
-    table.add_column("model")
-    table.add_column("family")
+    table.add_column("model", no_wrap=True)
+    table.add_column("family", no_wrap=True)
     table.add_column("params", justify="right")
     table.add_column("default input", justify="right")
-    table.add_column("paper")
+    table.add_column("min", justify="right")
+    table.add_column("classes", justify="right")
     for r in rows:
         c, h, w = r["default_input"]
-        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{c}x{h}x{w}", r["paper"])
+        table.add_row(r["name"], r["family"], f"{r['params']:,}", f"{c}x{h}x{w}", str(r["min_input"]), str(r["num_classes"]))
     Console().print(table)
     return 0

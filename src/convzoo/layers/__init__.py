@@ -2,5 +2,10 @@
 
 from .conv import ConvNormAct
 from .lrn import LRN
+from .inception import InceptionBlock
 
 __all__ = ["ConvNormAct", "LRN"]
+__all__ += ["InceptionBlock"]
+from .residual import ResidualUnit, ZeroPadShortcut  # noqa: E402
+from .dense import DenseBlock, DenseLayer, Transition  # noqa: E402
+__all__ += ["ResidualUnit", "ZeroPadShortcut", "DenseLayer", "DenseBlock", "Transition"]

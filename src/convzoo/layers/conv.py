@@ -14,6 +14,7 @@ class ConvNormAct(nn.Sequential):
 
     Padding defaults to "same" for odd kernels at stride 1 (k // 2). The convolution has
     a bias only when there is no normalisation after it, unless `bias` says otherwise.
+    `norm_eps` is the batch norm's epsilon (torchvision's GoogLeNet uses 1e-3).
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class ConvNormAct(nn.Sequential):
         groups: int = 1,
         bias: bool | None = None,
         norm: bool = False,
+        norm_eps: float = 1e-5,
         act: ActFactory | None = nn.ReLU,
     ) -> None:
         if padding is None:
@@ -37,7 +39,7 @@ class ConvNormAct(nn.Sequential):
             "conv": nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias)
         }
         if norm:
-            layers["norm"] = nn.BatchNorm2d(out_channels)
+            layers["norm"] = nn.BatchNorm2d(out_channels, eps=norm_eps)
         if act is not None:
             layers["act"] = act()
         super().__init__()

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class LRN(nn.Module):
     """Cross-channel local response normalisation with the paper's (sum) convention."""
@@ -21,7 +23,7 @@ class LRN(nn.Module):
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
         super().__init__()
         if size < 1:
-            raise ValueError(f"LRN size must be at least 1, got {size}")
+            raise ConfigError(f"LRN size must be at least 1, got {size}")
         self.size = int(size)
         self.alpha = float(alpha)
         self.beta = float(beta)

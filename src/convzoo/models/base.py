@@ -38,6 +38,8 @@ class ZooModel(nn.Module):
     num_classes: int
     in_channels: int
     feature_info: list[dict[str, Any]]
+    # metadata, not state: TorchScript cannot read these (postponed) annotations
+    __jit_ignored_attributes__ = ["num_classes", "in_channels", "feature_info", "zoo_name"]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
