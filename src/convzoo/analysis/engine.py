@@ -1,0 +1,520 @@
+"""The analysis engine: parameters, MACs and memory of any `nn.Module`, without real tensors.
+
+The network runs on the meta device (shapes only, no storage), twice:
+
+1. inference pass (eval mode, no autograd) under a `TorchDispatchMode`: every ATen op,
+   whether it comes from a module or from plain code in a `forward` (residual additions,
+   concatenations), is priced by `counting.rules()` and charged to the innermost module
+   running at that moment (forward pre/post hooks keep that stack). The same mode follows
+   the life of every activation storage (weak references on the meta tensors) to get the
+   bytes written and the peak live bytes of inference.
+2. training pass (train mode, autograd on) with `saved_tensors_hooks`: the tensors that
+   autograd keeps for backward are exactly the activation memory of training; storages
+   are deduplicated (a ReLU output saved by the ReLU and by the next convolution counts
+   once) and parameters are left out (they are counted as parameters).
+
+A registered name is built under `torch.device("meta")`. A real module is never copied
+or moved: `torch.func.functional_call` substitutes meta tensors for its parameters and
+buffers for the duration of the call, so the user's module is untouched and no weight
+memory is allocated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..errors import ConfigError, ConvzooError, InputSizeError
+from .counting import KINDS, rules
+from .report import OPTIMIZER_STATE, LayerRecord, MemoryReport, Report
+
+__all__ = ["analyze", "parse_input_size"]
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """'3x224x224' -> (3, 224, 224); a bad text raises `ConfigError`."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ConfigError(f"bad input size {text!r}: expected CxHxW with three positive integers, e.g. 3x224x224")
+    return values  # type: ignore[return-value]
+
+
+def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in input_size)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ConfigError(f"bad input size {input_size!r}: expected (C, H, W) with three positive integers")
+    return values  # type: ignore[return-value]
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def _shape_of(obj: Any) -> list[Any] | None:
+    if isinstance(obj, torch.Tensor):
+        return list(obj.shape)
+    if isinstance(obj, (tuple, list)):
+        shapes = [_shape_of(o) for o in obj]
+        return shapes if any(s is not None for s in shapes) else None
+    return None
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """`torch.empty_like(x)` without its Python stride computation, for dense layouts."""
+    if x.is_contiguous():
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    return torch.empty_like(x)
+
+
+def _batch_norm_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # What PyTorch's (Python) meta kernel computes: an output shaped and strided like the
+    # input, and per-channel mean and inverse std (float32 for half types).
+    x = args[0]
+    stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    c = x.shape[1]
+    return _like(x), torch.empty((c,), dtype=stats, device=x.device), torch.empty((c,), dtype=stats, device=x.device)
+
+
+def _same_layout(args: tuple[Any, ...]) -> bool:
+    a, b = args[0], args[1]
+    return (
+        isinstance(b, torch.Tensor)
+        and b.is_meta
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.stride() == b.stride()
+    )
+
+
+def _conv_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    x, w = args[0], args[1]
+    if len(args) < 9 or kwargs or args[6] or not x.is_contiguous() or x.dim() != w.dim():
+        return None
+    stride, padding, dilation, groups = args[3], args[4], args[5], args[8]
+    if x.shape[1] != w.shape[1] * groups or x.dtype != w.dtype:
+        return None
+    spatial = []
+    for i, size in enumerate(x.shape[2:]):
+        k = dilation[i] * (w.shape[2 + i] - 1) + 1
+        out = (size + 2 * padding[i] - k) // stride[i] + 1
+        if out < 1:
+            return None  # let PyTorch raise its own error for an input that is too small
+        spatial.append(out)
+    return torch.empty((x.shape[0], w.shape[0], *spatial), dtype=x.dtype, device=x.device)
+
+
+def _cat_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    tensors = args[0] if args else None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(tensors[0], torch.Tensor):
+        return None
+    first = tensors[0]
+    if first.dim() == 0:
+        return None
+    dim = dim % first.dim()
+    total = 0
+    for t in tensors:
+        if (not isinstance(t, torch.Tensor) or not t.is_meta or t.dim() != first.dim() or t.dtype != first.dtype
+                or not t.is_contiguous()):
+            return None
+        if any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != dim):
+            return None
+        total += t.shape[dim]
+    shape = list(first.shape)
+    shape[dim] = total
+    return torch.empty(shape, dtype=first.dtype, device=first.device)
+
+
+def _fast_rules() -> dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], Any]]:
+    aten = torch.ops.aten
+    # Only cases whose result is certain: same-shaped, same-dtype, same-strided operands.
+    # Anything else falls through to PyTorch's own meta kernel.
+    rules: dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], Any]] = {
+        aten.native_batch_norm.default: lambda a, k: _batch_norm_meta(a, k) if a[0].dim() >= 2 else None,
+        aten.relu.default: lambda a, k: _like(a[0]),
+        aten.relu_.default: lambda a, k: a[0],  # in place: the result is the argument itself
+        aten.add.Tensor: lambda a, k: _like(a[0]) if _same_layout(a) else None,
+        aten.add_.Tensor: lambda a, k: a[0] if _same_layout(a) else None,
+        aten.convolution.default: _conv_meta,
+    }
+
+    def on_meta(rule: Callable[[tuple[Any, ...], dict[str, Any]], Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+        def guarded(a: tuple[Any, ...], k: dict[str, Any]) -> Any:
+            return rule(a, k) if a and isinstance(a[0], torch.Tensor) and a[0].is_meta else None
+
+        return guarded
+
+    guarded = {op: on_meta(rule) for op, rule in rules.items()}
+    guarded[aten.cat.default] = _cat_meta  # takes a list; checks every tensor itself
+    return guarded
+
+
+class _FastMeta(TorchDispatchMode):
+    """Runs ops on meta tensors, replacing slow Python meta kernels by their shape rule.
+
+    PyTorch implements the meta kernels of batch norm, ReLU, addition, convolution and
+    concatenation in Python (torch._refs, torch._meta_registrations); in a ResNet or a
+    DenseNet they take most of a meta forward pass. Each rule here answers only when the
+    result is certain (contiguous, same-dtype operands) and otherwise returns None, and
+    PyTorch's own kernel runs (and raises its own errors).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast = _fast_rules()
+
+    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fast = self.fast.get(func)
+        if fast is not None:
+            out = fast(args, kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        return self._run(func, args, kwargs or {})
+
+
+class _Walk(_FastMeta):
+    """Prices every op for the module on top of `stack` and tracks live activation bytes."""
+
+    def __init__(self, stack: list[LayerRecord], skip: set[int]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.rules = rules()
+        self.skip = skip  # storages of parameters, buffers and the input
+        self.by_kind = dict.fromkeys(KINDS, 0)
+        self.live: dict[int, list[int]] = {}  # storage -> [bytes, python tensors alive]
+        self.current = 0
+        self.peak = 0
+        self.written = 0
+        self.active = True
+
+    def _release(self, key: int) -> None:
+        entry = self.live.get(key)
+        if entry is None or not self.active:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self.live[key]
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = self._run(func, args, kwargs)
+        rule = self.rules.get(func.overloadpacket)
+        if rule is not None:
+            macs, ops, kind = rule(args, kwargs, out)
+            row = self.stack[-1]
+            row.macs += macs
+            if ops:
+                row.other_ops += ops
+                self.by_kind[kind] += ops
+        for t in _tensors(out):
+            key = _storage_key(t)
+            if key in self.skip:
+                continue
+            entry = self.live.get(key)
+            if entry is None:
+                nbytes = t.untyped_storage().nbytes()
+                self.live[key] = [nbytes, 1]
+                self.current += nbytes
+                self.written += nbytes
+            else:
+                entry[1] += 1
+            weakref.finalize(t, self._release, key)
+        if self.current > self.peak:
+            self.peak = self.current
+        return out
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Put every submodule in train or eval mode for the pass, then restore each one's."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    target = dtype if t.is_floating_point() else t.dtype
+    out = torch.empty(t.shape, dtype=target, device="meta")
+    if isinstance(t, nn.Parameter):
+        out.requires_grad_(t.requires_grad)
+    return out
+
+
+class _Runner:
+    """Calls the module on a meta input with meta parameters, without touching the user's."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        self.model = model
+        tensors = dict(model.named_parameters(remove_duplicate=False))
+        tensors.update(model.named_buffers(remove_duplicate=False))
+        already = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in tensors.values())
+        self.substitute: dict[str, torch.Tensor] | None = None
+        if already:
+            self.state = list(tensors.values())
+        else:
+            by_id: dict[int, torch.Tensor] = {}  # tied weights stay tied
+            self.substitute = {}
+            for name, t in tensors.items():
+                if id(t) not in by_id:
+                    by_id[id(t)] = _meta_like(t, dtype)
+                self.substitute[name] = by_id[id(t)]
+            self.state = list(by_id.values())
+
+    def storage_keys(self) -> set[int]:
+        return {_storage_key(t) for t in self.state}
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if self.substitute is None:
+            return self.model(x)
+        return torch.func.functional_call(self.model, self.substitute, (x,))
+
+
+def _resolve(model_or_name: nn.Module | str, input_size: Sequence[int] | None) -> tuple[nn.Module, str, tuple[int, int, int]]:
+    if isinstance(model_or_name, str):
+        from ..registry import create_model, model_info
+
+        info = model_info(model_or_name)
+        with torch.device("meta"):  # shapes only: no weight is allocated
+            model = create_model(model_or_name)
+        size = info.default_input if input_size is None else input_size
+        return model, model_or_name, _check_input_size(size)
+    if not isinstance(model_or_name, nn.Module):
+        raise ConfigError(f"analyze() takes an nn.Module or a registered model name, got {type(model_or_name).__name__}")
+    model = model_or_name
+    label = getattr(model, "zoo_name", None) or type(model).__name__
+    if input_size is None:
+        zoo_name = getattr(model, "zoo_name", None)
+        if zoo_name is not None:
+            from ..registry import model_info
+
+            input_size = model_info(zoo_name).default_input
+        else:
+            input_size = (int(getattr(model, "in_channels", 3)), 224, 224)
+    return model, label, _check_input_size(input_size)
+
+
+def _rows(model: nn.Module) -> tuple[list[LayerRecord], dict[nn.Module, LayerRecord]]:
+    rows: list[LayerRecord] = []
+    by_module: dict[nn.Module, LayerRecord] = {}
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        is_leaf = next(iter(module.children()), None) is None
+        row = LayerRecord(name=name, type=type(module).__name__, depth=name.count(".") + 1 if name else 0, is_leaf=is_leaf)
+        for p in module.parameters(recurse=False):
+            if id(p) in seen:  # a shared parameter is counted where it first appears
+                continue
+            seen.add(id(p))
+            row.params += p.numel()
+            if p.requires_grad:
+                row.trainable_params += p.numel()
+        rows.append(row)
+        by_module[module] = row
+    return rows, by_module
+
+
+def _hooks(by_module: dict[nn.Module, LayerRecord], stack: list[LayerRecord], root: LayerRecord, itemsize: int) -> list[Any]:
+    handles = []
+
+    def pre(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        row = by_module[module]
+        row.calls += 1
+        row.input_shape = _shape_of(inputs[0]) if inputs else None
+        stack.append(row)
+
+    def post(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        row = stack.pop()
+        row.output_shape = _shape_of(output)
+        elements = sum(t.numel() for t in _tensors(output))
+        row.output_elements = elements
+        row.output_bytes = elements * itemsize
+
+    for module, row in by_module.items():
+        if row is root:
+            continue  # the root's own work is charged to the bottom of the stack
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    return handles
+
+
+def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], err: Exception) -> InputSizeError:
+    c, h, w = size
+    row = stack[-1]
+    where = f"layer '{row.name}' ({row.type})" if row.name else f"the top-level forward of {row.type}"
+    received = f" received shape {tuple(row.input_shape)}" if row.input_shape and row.name else ""
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return InputSizeError(f"input {c}x{h}x{w} does not fit {label}: {where}{received} and failed: {detail}")
+
+
+def analyze(
+    model_or_name: nn.Module | str,
+    input_size: Sequence[int] | None = None,
+    batch_size: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> Report:
+    """Parameters, MACs, other ops and memory of a network, layer by layer.
+
+    `model_or_name` is any `nn.Module` or a registered name (built on the meta device).
+    `input_size` is (C, H, W), by default the registry's default input (or
+    (in_channels, 224, 224)). Nothing real is allocated: see the module docstring.
+    Raises `ConfigError` for a bad size and `InputSizeError` naming the layer where an
+    input too small (or of the wrong shape) stops the network.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    t0 = time.perf_counter()
+    model, label, size = _resolve(model_or_name, input_size)
+    itemsize = torch.empty((), dtype=dtype, device="meta").element_size()
+    rows, by_module = _rows(model)
+    root = rows[0]
+    runner = _Runner(model, dtype)
+    param_keys = runner.storage_keys()
+    shape = (batch_size, *size)
+    x = torch.empty(shape, dtype=dtype, device="meta")
+    input_bytes = x.numel() * itemsize
+    t1 = time.perf_counter()
+
+    # -- pass 1: inference, priced op by op --------------------------------------------
+    stack: list[LayerRecord] = [root]
+    walk = _Walk(stack, param_keys | {_storage_key(x)})
+    handles = _hooks(by_module, stack, root, itemsize)
+    root.calls = 1
+    root.input_shape = list(shape)
+    try:
+        with _mode(model, False), torch.no_grad(), walk:
+            out = runner(x)
+    except ConvzooError:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
+        raise _failure(label, size, stack, err) from err
+    finally:
+        for h in handles:
+            h.remove()
+    root.output_shape = _shape_of(out)
+    root.output_elements = sum(t.numel() for t in _tensors(out))
+    root.output_bytes = root.output_elements * itemsize
+    del out
+    walk.active = False
+    t2 = time.perf_counter()
+
+    # -- pass 2: training, what autograd keeps for backward ----------------------------
+    saved: dict[int, int] = {}
+    skip = param_keys | {_storage_key(x)}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(t)
+        if key not in skip and key not in saved:
+            saved[key] = t.untyped_storage().nbytes()
+        return t
+
+    def unpack(t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - no backward runs
+        return t
+
+    training_error = ""
+    try:
+        with _mode(model, True), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), _FastMeta():
+            out = runner(x)
+        del out
+    except (ConvzooError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
+        # the network runs at inference (pass 1 succeeded) but cannot train on this input (batch norm on a
+        # single value per channel, for instance): report inference, say why not training
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        training_error = f"no training estimate: in train mode the network fails on input {tuple(shape)}: {text}"
+    t3 = time.perf_counter()
+
+    # -- totals ---------------------------------------------------------------------------
+    by_name = {row.name: row for row in rows}
+    for row in reversed(rows):  # children come after their parent in pre-order
+        row.cum_params += row.params
+        row.cum_macs += row.macs
+        row.cum_other_ops += row.other_ops
+        if row.name:
+            parent_row = by_name.get(row.name.rpartition(".")[0], rows[0])
+            parent_row.cum_params += row.cum_params
+            parent_row.cum_macs += row.cum_macs
+            parent_row.cum_other_ops += row.cum_other_ops
+    total_params = sum(r.params for r in rows)
+    trainable = sum(r.trainable_params for r in rows)
+    param_bytes = sum(p.numel() for p in _unique(model.parameters())) * itemsize
+    buffer_bytes = sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in _unique(model.buffers()))
+    grad_bytes = trainable * itemsize
+    optimizer_state = {k: v * grad_bytes for k, v in OPTIMIZER_STATE.items()}
+    if training_error:
+        saved_bytes: int | None = None
+        by_optimizer: dict[str, int] | None = None
+    else:
+        saved_bytes = sum(saved.values())
+        base = param_bytes + buffer_bytes + grad_bytes + input_bytes + saved_bytes
+        by_optimizer = {k: base + v for k, v in optimizer_state.items()}
+    memory = MemoryReport(
+        param_bytes=param_bytes,
+        buffer_bytes=buffer_bytes,
+        input_bytes=input_bytes,
+        forward_activation_bytes=walk.written,
+        peak_inference_bytes=param_bytes + buffer_bytes + input_bytes + walk.peak,
+        saved_activation_bytes=saved_bytes,
+        gradient_bytes=grad_bytes,
+        optimizer_state_bytes=optimizer_state,
+        training_bytes=None if by_optimizer is None else by_optimizer["sgd_momentum"],
+        training_bytes_by_optimizer=by_optimizer,
+        training_note=training_error,
+    )
+    return Report(
+        model=label,
+        input_size=size,
+        batch_size=batch_size,
+        dtype=str(dtype).replace("torch.", ""),
+        total_params=total_params,
+        trainable_params=trainable,
+        macs=sum(r.macs for r in rows),
+        other_ops=sum(r.other_ops for r in rows),
+        other_ops_by_kind=dict(walk.by_kind),
+        output_shape=root.output_shape,
+        layers=rows,
+        memory=memory,
+        timings={"setup": t1 - t0, "inference_pass": t2 - t1, "training_pass": t3 - t2, "total": time.perf_counter() - t0},
+    )
+
+
+def _unique(tensors: Iterator[torch.Tensor]) -> list[torch.Tensor]:
+    seen: dict[int, torch.Tensor] = {}
+    for t in tensors:
+        seen.setdefault(id(t), t)
+    return list(seen.values())
+

@@ -1,0 +1,515 @@
+"""The lecture's tables: every published number, with its source, next to the computed one.
+
+All published numbers of the tables live in `PUBLISHED` below (one place, each with its
+source; `../shared/REFERENCES.md` collects them too). `paper_table(name)` computes the
+same quantities on the zoo's networks (with `analyze`, on the meta device) and returns
+rows `{"row", "quantity", "published", "computed", "rel_diff", "note", "source"}`.
+`published` and `computed` are plain counts (parameters, multiply-adds, pixels, layers,
+bytes): a published "112K" with K = 1024 is stored as 114,688. Every row whose relative
+difference exceeds 2% carries a note saying why (the authors' convention, or an error in
+the table, with the arithmetic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from ..errors import ConfigError, UnknownModelError
+
+K2 = 1024  # GoogLeNet's table counts parameters in binary thousands (see _googlenet)
+M = 10**6
+G = 10**9
+
+# -- sources ------------------------------------------------------------------------------
+LECTURE_LENET = "lecture notes, slide 'LeNet Parameters and Memory Requirement?' (61,706 parameters)"
+LENET_1998 = "LeCun, Bottou, Bengio, Haffner, Proc. IEEE 1998, section II.B (parameters of C1, C3, C5, F6)"
+LENET_HAND = "hand-derived (convzoo registry): 117,600 + 240,000 + 48,000 + 10,080 + 840 multiply-adds"
+ALEXNET_2012 = "Krizhevsky, Sutskever, Hinton, NIPS 2012, abstract: 'has 60 million parameters'"
+TORCHVISION = "torchvision model metadata (ImageNet-1K weights: num_params, GFLOPS = multiply-adds)"
+VGG_T2 = "Simonyan and Zisserman, ICLR 2015, Table 2 (lecture: 'VGG Net - Parameter Space'), millions"
+RESNET_VGG = "He et al., CVPR 2016, section 4.1: VGG-16/19 have 15.3/19.6 billion FLOPs (multiply-adds)"
+GOOGLENET_T1 = "Szegedy et al., CVPR 2015, Table 1 (lecture: GoogLeNet 'Parameter Space and FLOPs')"
+RESNET_T1 = "He et al., CVPR 2016, Table 1, FLOPs row (multiply-adds), x10^9"
+DENSENET_T1 = "Huang et al., CVPR 2017, Table 1 (lecture: 'DenseNet Architecture')"
+DENSENET_201 = "Huang et al., CVPR 2017, section 4.4: 'a DenseNet-201 with 20M parameters'"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published number: `value` in plain units, `printed` as the source prints it."""
+
+    row: str
+    quantity: str
+    value: float
+    printed: str
+    source: str
+
+
+def _p(row: str, quantity: str, value: float, printed: str, source: str) -> Published:
+    return Published(row, quantity, value, printed, source)
+
+
+#: GoogLeNet Table 1: row -> (params as printed in K, ops as printed in M)
+GOOGLENET_ROWS: dict[str, tuple[float, float]] = {
+    "convolution 7x7/2": (2.7, 34),
+    "convolution 3x3/1 (with 1x1 reduce)": (112, 360),
+    "inception (3a)": (159, 128),
+    "inception (3b)": (380, 304),
+    "inception (4a)": (364, 73),
+    "inception (4b)": (437, 88),
+    "inception (4c)": (463, 100),
+    "inception (4d)": (580, 119),
+    "inception (4e)": (840, 170),
+    "inception (5a)": (1072, 54),
+    "inception (5b)": (1388, 71),
+    "linear": (1000, 1),
+}
+
+#: DenseNet Table 1: blocks' layer counts per network
+DENSENET_BLOCKS: dict[str, tuple[int, ...]] = {
+    "densenet121": (6, 12, 24, 16),
+    "densenet169": (6, 12, 32, 32),
+    "densenet201": (6, 12, 48, 32),
+    "densenet161": (6, 12, 36, 24),
+}
+#: DenseNet Table 1: output side of each stage (the same for the four networks)
+DENSENET_SIDES: dict[str, int] = {
+    "convolution": 112,
+    "pooling": 56,
+    "dense block (1)": 56,
+    "transition layer (1)": 28,
+    "dense block (2)": 28,
+    "transition layer (2)": 14,
+    "dense block (3)": 14,
+    "transition layer (3)": 7,
+    "dense block (4)": 7,
+    "classification layer": 1,
+}
+
+PUBLISHED: dict[str, list[Published]] = {
+    "lenet": [
+        _p("C1: conv 6@5x5", "params", 156, "156", LENET_1998),
+        _p("C3: conv 16@5x5", "params", 1_516, "1,516", LENET_1998),
+        _p("C5: fc 400->120", "params", 48_120, "48,120", LENET_1998),
+        _p("F6: fc 120->84", "params", 10_164, "10,164", LENET_1998),
+        _p("total", "params", 61_706, "61,706", LECTURE_LENET),
+        _p("total", "MACs at 1x32x32", 416_520, "416,520", LENET_HAND),
+    ],
+    "alexnet": [
+        _p("alexnet_paper (two-GPU network)", "params", 60 * M, "60 million", ALEXNET_2012),
+        _p("alexnet (torchvision, one weird trick)", "params", 61_100_840, "61,100,840", TORCHVISION),
+        _p("alexnet (torchvision, one weird trick)", "MACs at 224x224", 0.714 * G, "0.714 GFLOPS", TORCHVISION),
+    ],
+    "vgg": [
+        _p("A (vgg_a)", "params", 133 * M, "133", VGG_T2),
+        _p("A-LRN (vgg_a_lrn)", "params", 133 * M, "133", VGG_T2),
+        _p("B (vgg_b)", "params", 133 * M, "133", VGG_T2),
+        _p("C (vgg_c)", "params", 134 * M, "134", VGG_T2),
+        _p("D (vgg_d)", "params", 138 * M, "138", VGG_T2),
+        _p("E (vgg_e)", "params", 144 * M, "144", VGG_T2),
+        _p("D (vgg_d)", "MACs at 224x224", 15.3 * G, "15.3 billion", RESNET_VGG),
+        _p("E (vgg_e)", "MACs at 224x224", 19.6 * G, "19.6 billion", RESNET_VGG),
+    ],
+    "googlenet": [
+        item
+        for row, (k, m) in GOOGLENET_ROWS.items()
+        for item in (
+            _p(row, "params (weights, K=1024)", k * K2, f"{k:g}K", GOOGLENET_T1),
+            _p(row, "ops (MACs, M=10^6)", m * M, f"{m:g}M", GOOGLENET_T1),
+        )
+    ],
+    "resnet": [
+        _p("18-layer (resnet18)", "MACs at 224x224", 1.8 * G, "1.8x10^9", RESNET_T1),
+        _p("34-layer (resnet34)", "MACs at 224x224", 3.6 * G, "3.6x10^9", RESNET_T1),
+        _p("50-layer (resnet50_paper)", "MACs at 224x224", 3.8 * G, "3.8x10^9", RESNET_T1),
+        _p("101-layer (resnet101_paper)", "MACs at 224x224", 7.6 * G, "7.6x10^9", RESNET_T1),
+        _p("152-layer (resnet152_paper)", "MACs at 224x224", 11.3 * G, "11.3x10^9", RESNET_T1),
+        _p("50-layer, torchvision placement (resnet50)", "MACs at 224x224", 3.8 * G, "3.8x10^9", RESNET_T1),
+        _p("101-layer, torchvision placement (resnet101)", "MACs at 224x224", 7.6 * G, "7.6x10^9", RESNET_T1),
+        _p("152-layer, torchvision placement (resnet152)", "MACs at 224x224", 11.3 * G, "11.3x10^9", RESNET_T1),
+    ],
+    "densenet": [
+        *[_p(row, "output side (pixels)", side, f"{side}x{side}", DENSENET_T1) for row, side in DENSENET_SIDES.items()],
+        *[
+            _p(f"{name}: dense block ({i + 1})", "layers", n, f"x {n}", DENSENET_T1)
+            for name, blocks in DENSENET_BLOCKS.items()
+            for i, n in enumerate(blocks)
+        ],
+        *[
+            _p(name, "weight layers", int(name[len("densenet"):]), name[len("densenet"):], DENSENET_T1)
+            for name in DENSENET_BLOCKS
+        ],
+        _p("densenet121", "params", 7_978_856, "7,978,856", TORCHVISION),
+        _p("densenet169", "params", 14_149_480, "14,149,480", TORCHVISION),
+        _p("densenet201", "params", 20_013_928, "20,013,928", TORCHVISION),
+        _p("densenet161", "params", 28_681_000, "28,681,000", TORCHVISION),
+        _p("densenet201", "params (paper)", 20 * M, "20M", DENSENET_201),
+    ],
+}
+
+TABLES = ("lenet", "alexnet", "vgg", "googlenet", "resnet", "densenet")
+
+TITLES = {
+    "lenet": "LeNet-5: parameters and memory (the lecture's question)",
+    "alexnet": "AlexNet: the paper's two-GPU network and torchvision's single-tower variant",
+    "vgg": "VGG: number of parameters (Table 2) and multiply-adds",
+    "googlenet": "GoogLeNet: Table 1, parameters and ops per row",
+    "resnet": "ResNet: FLOPs (multiply-adds) of Table 1",
+    "densenet": "DenseNet: structure (Table 1) and parameters",
+}
+
+CONVENTIONS = {
+    "lenet": "MACs: multiply-adds of convolutions and linear layers, biases not counted; bytes for float32; "
+    "activation memory per image at batch 1 (see docs/analysis.md for what is included).",
+    "alexnet": "alexnet_paper runs at 227x227 (the paper's stated 224 only works out as 227); torchvision's at 224x224.",
+    "vgg": "Parameters include biases; MACs count convolutions and linear layers (biases not counted).",
+    "googlenet": "Worked out from the rows that agree exactly: parameters are weights only (no biases) in units of "
+    "K = 1024 (conv 3x3 row: 64x64 + 3x3x64x192 = 114,688 = 112.0K; linear: 1024x1000 = 1,024,000 = 1000K), "
+    "and 'ops' are multiply-adds in units of M = 10^6 (the same conv row: 114,688 x 56 x 56 = 359.7M, printed 360M), "
+    "auxiliary classifiers excluded. 'Computed' follows these conventions on googlenet_paper.",
+    "resnet": "FLOPs in the paper are multiply-adds (section 3.3); computed: MACs of convolutions and the fc layer. "
+    "The *_paper models put the stride-2 in the first 1x1 convolution of a stage (the paper); torchvision's "
+    "resnet50/101/152 put it in the 3x3 convolution ('ResNet v1.5').",
+    "densenet": "Output side of each stage on a 224x224 input; layers per dense block count bottleneck layers "
+    "(1x1 + 3x3 convolutions); weight layers = convolutions + the fc layer. Parameter counts include biases and "
+    "batch-norm affine parameters.",
+}
+
+
+@dataclass
+class PaperRow:
+    """One line of a comparison."""
+
+    row: str
+    quantity: str
+    published: float | None
+    computed: float | None
+    rel_diff: float | None
+    note: str = ""
+    source: str = ""
+    printed: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PaperTable:
+    """A lecture table: published against computed, row by row."""
+
+    table: str
+    title: str
+    conventions: str
+    rows: list[PaperRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "title": self.title,
+            "conventions": self.conventions,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+def _rel(computed: float | None, published: float | None) -> float | None:
+    if computed is None or published is None or published == 0:
+        return None
+    return (computed - published) / published
+
+
+class _Builder:
+    """Collects rows, pairing each computed number with its published entry."""
+
+    def __init__(self, table: str) -> None:
+        self.published = {(p.row, p.quantity): p for p in PUBLISHED[table]}
+        self.rows: list[PaperRow] = []
+
+    def add(self, row: str, quantity: str, computed: float | None, note: str = "") -> None:
+        pub = self.published.get((row, quantity))
+        value = None if pub is None else pub.value
+        self.rows.append(
+            PaperRow(
+                row=row,
+                quantity=quantity,
+                published=value,
+                computed=computed,
+                rel_diff=_rel(computed, value),
+                note=note,
+                source="" if pub is None else pub.source,
+                printed="" if pub is None else pub.printed,
+            )
+        )
+
+
+# -- helpers that read the zoo's networks ------------------------------------------------------
+def _report(name: str, **kw: Any) -> Any:
+    from .engine import analyze
+
+    try:
+        return analyze(name, **kw)
+    except UnknownModelError as err:
+        raise UnknownModelError(f"this table needs the model {name!r}, which is not registered ({err})") from None
+
+
+def _meta_model(name: str) -> Any:
+    import torch
+
+    from ..registry import create_model
+
+    try:
+        with torch.device("meta"):
+            return create_model(name)
+    except UnknownModelError as err:
+        raise UnknownModelError(f"this table needs the model {name!r}, which is not registered ({err})") from None
+
+
+def _called(report: Any, type_names: tuple[str, ...]) -> list[Any]:
+    """Rows of modules of the given types that ran, in forward (pre-)order."""
+    return [r for r in report.layers if r.type in type_names and r.calls > 0]
+
+
+def _weights(model: Any, name: str) -> int:
+    """Weights (no biases, no norm parameters) of convolutions and linear layers under `name`."""
+    from torch import nn
+
+    module = model.get_submodule(name) if name else model
+    return sum(
+        m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    )
+
+
+def _side(shape: list[Any] | None) -> int | None:
+    return None if not shape or len(shape) < 3 else int(shape[-1])
+
+
+# -- the tables -----------------------------------------------------------------------------------
+def _lenet() -> list[PaperRow]:
+    b = _Builder("lenet")
+    r = _report("lenet5", batch_size=1)
+    convs = _called(r, ("Conv2d",))
+    fcs = _called(r, ("Linear",))
+    if len(convs) != 2 or len(fcs) != 3:
+        raise ConfigError("lenet5 no longer has 2 convolutions and 3 linear layers; the lenet table needs them")
+    b.add("C1: conv 6@5x5", "params", convs[0].params, "5x5x1x6 weights + 6 biases.")
+    b.add(
+        "C3: conv 16@5x5",
+        "params",
+        convs[1].params,
+        "The lecture's LeNet connects C3 to all 6 S2 maps: 5x5x6x16 + 16 = 2,416. The 1998 paper uses a partial "
+        "table (60 of the 96 map pairs: 60x25 + 16 biases = 1,516) to break symmetry and save connections.",
+    )
+    b.add("C5: fc 400->120", "params", fcs[0].params, "400x120 + 120; the paper's C5 is a 5x5 convolution on 5x5 maps, the same count.")
+    b.add("F6: fc 120->84", "params", fcs[1].params, "120x84 + 84.")
+    b.add("output: fc 84->10", "params", fcs[2].params, "84x10 + 10. The paper's output is 10 Euclidean RBF units with fixed (not trained) 84-d centres.")
+    b.add("total", "params", r.total_params)
+    b.add("total", "MACs at 1x32x32", r.macs, "Per layer: 28x28x6x25 + 10x10x16x150 + 400x120 + 120x84 + 84x10.")
+    m = r.memory
+    b.add("parameters", "bytes (float32)", m.param_bytes, "4 bytes per parameter.")
+    b.add(
+        "activations per image, inference",
+        "bytes written by the forward pass",
+        m.forward_activation_bytes,
+        "Every tensor the forward creates at batch 1: 14,602 float32 activations (58,408 bytes) and the "
+        "max-pool indices (1,576 int64, 12,608 bytes), which PyTorch computes even at inference; the input "
+        "image (4,096 bytes) is not included.",
+    )
+    b.add("inference, one image", "peak bytes (params + input + live activations)", m.peak_inference_bytes)
+    b.add(
+        "activations per image, training",
+        "bytes saved for backward",
+        m.saved_activation_bytes,
+        "What autograd keeps from the forward for the backward pass (conv/linear inputs, ReLU outputs, pooling indices).",
+    )
+    b.add(
+        "training, one image (SGD with momentum)",
+        "bytes: params + grads + momentum + input + saved activations",
+        m.training_bytes,
+    )
+    return b.rows
+
+
+def _alexnet() -> list[PaperRow]:
+    b = _Builder("alexnet")
+    paper = _report("alexnet_paper")
+    tv = _report("alexnet")
+    b.add(
+        "alexnet_paper (two-GPU network)",
+        "params",
+        paper.total_params,
+        "The paper only says 'about 60 million'; its layer shapes (section 3.5, Figure 2) give 60,965,224.",
+    )
+    b.add("alexnet (torchvision, one weird trick)", "params", tv.total_params)
+    b.add("alexnet (torchvision, one weird trick)", "MACs at 224x224", tv.macs)
+    b.add("alexnet_paper (two-GPU network)", "MACs at 227x227", paper.macs, "Not published; computed at the 227x227 input that makes the paper's 55x55 maps.")
+    layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    p_rows = _called(paper, ("Conv2d",)) + _called(paper, ("Linear",))
+    t_rows = _called(tv, ("Conv2d",)) + _called(tv, ("Linear",))
+    if len(p_rows) != 8 or len(t_rows) != 8:
+        raise ConfigError("the alexnet table expects 5 convolutions and 3 linear layers in both networks")
+    why = {
+        "conv1": "paper: 96 kernels 11x11x3; torchvision: 64.",
+        "conv2": "paper: 256 kernels 5x5x48 (two groups of 128 on each GPU's 48 maps); torchvision: 192 kernels 5x5x64, no groups.",
+        "conv3": "paper: 384 kernels 3x3x256 (sees both GPUs); torchvision: 384 kernels 3x3x192.",
+        "conv4": "paper: 384 kernels 3x3x192 (two groups); torchvision: 256 kernels 3x3x384.",
+        "conv5": "paper: 256 kernels 3x3x192 (two groups); torchvision: 256 kernels 3x3x256.",
+        "fc6": "same in both: 6x6x256 -> 4096.",
+        "fc7": "same in both: 4096 -> 4096.",
+        "fc8": "same in both: 4096 -> 1000.",
+    }
+    for name, pr, tr in zip(layers, p_rows, t_rows):
+        b.add(name, "params: paper network", pr.params, why[name])
+        b.add(name, "params: torchvision", tr.params, why[name])
+    b.add(
+        "torchvision - paper",
+        "params",
+        tv.total_params - paper.total_params,
+        "All of the difference is in the convolutions (torchvision drops the two-GPU grouping and changes the "
+        "filter counts to 64-192-384-256-256); the three FC layers (58,631,144 parameters) are identical.",
+    )
+    return b.rows
+
+
+def _vgg() -> list[PaperRow]:
+    b = _Builder("vgg")
+    names = {"A (vgg_a)": "vgg_a", "A-LRN (vgg_a_lrn)": "vgg_a_lrn", "B (vgg_b)": "vgg_b", "C (vgg_c)": "vgg_c",
+             "D (vgg_d)": "vgg_d", "E (vgg_e)": "vgg_e"}
+    reports = {row: _report(name) for row, name in names.items()}
+    for row, rep in reports.items():
+        note = "LRN has no parameters, so A-LRN = A." if row.startswith("A-LRN") else ""
+        b.add(row, "params", rep.total_params, note)
+    b.add("D (vgg_d)", "MACs at 224x224", reports["D (vgg_d)"].macs)
+    b.add("E (vgg_e)", "MACs at 224x224", reports["E (vgg_e)"].macs)
+    return b.rows
+
+
+def _googlenet() -> list[PaperRow]:
+    b = _Builder("googlenet")
+    name = "googlenet_paper"
+    rep = _report(name)
+    model = _meta_model(name)
+    convs = _called(rep, ("Conv2d",))
+    blocks = [r for r in rep.layers if r.calls > 0 and "Inception" in r.type]
+    linears = _called(rep, ("Linear",))
+    if len(blocks) != 9 or not linears or len(convs) < 3:
+        raise ConfigError(f"{name} does not have the 9 inception modules of Table 1")
+    first_block = rep.layers.index(blocks[0])
+    stem = [c for c in convs if rep.layers.index(c) < first_block]
+    if len(stem) != 3:
+        raise ConfigError(f"{name} should have 3 convolutions before inception (3a), found {len(stem)}")
+    # rows in Table 1's order: conv 7x7, reduce + conv 3x3, the nine inception modules, linear
+    groups: list[list[Any]] = [[stem[0]], stem[1:], *[[blk] for blk in blocks], [linears[-1]]]
+    notes_params = {
+        "convolution 7x7/2": "A 7x7 convolution from 3 to 64 channels has 7x7x3x64 = 9,408 weights (9.2K) and "
+        "112x112x9,408 = 118M multiply-adds. The table's 2.7K and 34M agree with each other (2.7K x 112 x 112 = 34M) "
+        "but with no reading of this layer (one input channel would give 3.1K and 39M): the row is wrong in the "
+        "table; its output size 112x112x64 is right.",
+        "inception (4c)": "The ops of this row (100M = 509,440 weights x 14 x 14) agree with the listed filters "
+        "(128, 128/256, 24/64, 64 on 512 inputs: 509,440 = 497.5K weights), so the module is as listed and 463K "
+        "is a typo in the params column.",
+        "inception (5a)": "The table's 1072K and 54M agree with each other (1072K x 7 x 7 = 53.8M) but are 5% above "
+        "what the listed filters give (256, 160/320, 32/128, 128 on 832 inputs: 1,042,432 weights = 1018K, "
+        "51.1M MACs), while the ops of every other inception row match their filters to 1%; an error in the table.",
+    }
+    notes_ops = {
+        "convolution 7x7/2": notes_params["convolution 7x7/2"],
+        "inception (5a)": notes_params["inception (5a)"],
+        "linear": "1024 x 1000 = 1,024,000 multiply-adds, printed '1M': the table rounds to whole millions, so this "
+        "row shows the rounding, not a different convention (M = 10^6 in every other row).",
+    }
+    for label, members in zip(GOOGLENET_ROWS, groups):
+        weights = sum(_weights(model, r.name) for r in members)
+        macs = sum(r.cum_macs for r in members)
+        default = "Within rounding of the printed figure." if label not in notes_params else ""
+        b.add(label, "params (weights, K=1024)", weights, notes_params.get(label, default))
+        b.add(label, "ops (MACs, M=10^6)", macs, notes_ops.get(label, "Within rounding of the printed figure."))
+    aux = sum(r.params for r in rep.layers if r.calls == 0)  # modules that never run at inference
+    b.add(
+        "whole network",
+        "params (with biases, no auxiliary heads)",
+        rep.total_params - aux,
+        "Not in the table. Biases and the two auxiliary classifiers (used in training only) are excluded from the "
+        "rows; the auxiliary heads alone have " + f"{aux:,} parameters.",
+    )
+    b.add("whole network", "MACs", rep.macs, "Not in the table: the sum of the computed rows.")
+    return b.rows
+
+
+def _resnet() -> list[PaperRow]:
+    b = _Builder("resnet")
+    rows = {
+        "18-layer (resnet18)": ("resnet18", ""),
+        "34-layer (resnet34)": ("resnet34", ""),
+        "50-layer (resnet50_paper)": ("resnet50_paper", "Stride 2 in the first 1x1 convolution of conv3_1, conv4_1, conv5_1 (and in the projection shortcut)."),
+        "101-layer (resnet101_paper)": ("resnet101_paper", ""),
+        "152-layer (resnet152_paper)": ("resnet152_paper", ""),
+    }
+    tv_note = (
+        "torchvision's placement: the stride 2 of conv3_1, conv4_1 and conv5_1 sits in the 3x3 convolution, so "
+        "the first 1x1 convolution of those blocks now runs at stride 1 on the larger map (4x its MACs; the strided "
+        "3x3 costs the same as before): +{extra:.3f}x10^9 multiply-adds over the paper's placement (computed on "
+        "{paper}), with the same parameters. The paper's number is for its own placement."
+    )
+    paper_macs: dict[str, int] = {}
+    for row, (name, note) in rows.items():
+        rep = _report(name)
+        paper_macs[name] = rep.macs
+        b.add(row, "MACs at 224x224", rep.macs, note)
+    for depth in (50, 101, 152):
+        row = f"{depth}-layer, torchvision placement (resnet{depth})"
+        rep = _report(f"resnet{depth}")
+        paper = f"resnet{depth}_paper"
+        b.add(row, "MACs at 224x224", rep.macs, tv_note.format(extra=(rep.macs - paper_macs[paper]) / G, paper=paper))
+    return b.rows
+
+
+def _densenet() -> list[PaperRow]:
+    b = _Builder("densenet")
+    reports = {name: _report(name) for name in DENSENET_BLOCKS}
+    for name, rep in reports.items():
+        blocks = [r for r in rep.layers if "DenseBlock" in r.type and r.calls > 0]
+        transitions = [r for r in rep.layers if "Transition" in r.type and r.calls > 0]
+        if len(blocks) != 4 or len(transitions) != 3:
+            raise ConfigError(f"{name} should have 4 dense blocks and 3 transitions, found {len(blocks)} and {len(transitions)}")
+        if name == "densenet121":  # the sides are the same for all four networks
+            convs = _called(rep, ("Conv2d",))
+            pools = [r for r in rep.layers if r.calls > 0 and "MaxPool" in r.type]
+            gpool = [r for r in rep.layers if r.calls > 0 and "AdaptiveAvgPool" in r.type]
+            sides = {
+                "convolution": _side(convs[0].output_shape),
+                "pooling": _side(pools[0].output_shape) if pools else None,
+                "classification layer": _side(gpool[-1].output_shape) if gpool else None,
+            }
+            for i in range(4):
+                sides[f"dense block ({i + 1})"] = _side(blocks[i].output_shape)
+            for i in range(3):
+                sides[f"transition layer ({i + 1})"] = _side(transitions[i].output_shape)
+            for row in DENSENET_SIDES:
+                b.add(row, "output side (pixels)", sides[row], "The same for DenseNet-169, -201 and -161.")
+        for i, blk in enumerate(blocks):
+            prefix = blk.name + "."
+            n = sum(1 for r in rep.layers if "DenseLayer" in r.type and r.name.startswith(prefix))
+            b.add(f"{name}: dense block ({i + 1})", "layers", n)
+        weight_layers = len(_called(rep, ("Conv2d", "Linear")))
+        b.add(name, "weight layers", weight_layers, "1 stem convolution + 2 per dense layer + 1 per transition + 1 fc.")
+        b.add(name, "params", rep.total_params)
+    b.add("densenet201", "params (paper)", reports["densenet201"].total_params, "The paper rounds to 20M.")
+    return b.rows
+
+
+_TABLES: dict[str, Callable[[], list[PaperRow]]] = {
+    "lenet": _lenet,
+    "alexnet": _alexnet,
+    "vgg": _vgg,
+    "googlenet": _googlenet,
+    "resnet": _resnet,
+    "densenet": _densenet,
+}
+
+
+def paper_table(name: str) -> PaperTable:
+    """The lecture's table `name` (lenet, alexnet, vgg, googlenet, resnet, densenet)."""
+    key = name.lower()
+    if key not in _TABLES:
+        raise ConfigError(f"unknown table {name!r}; expected one of {', '.join(TABLES)}")
+    return PaperTable(table=key, title=TITLES[key], conventions=CONVENTIONS[key], rows=_TABLES[key]())

@@ -1,0 +1,46 @@
+"""Parameters, multiply-accumulates (MACs) and memory of a model, layer by layer.
+
+Nothing is allocated: the model is built and run on PyTorch's meta device. MACs count
+convolutions and linear layers (one multiply-add = 1; FLOPs = 2 x MACs); batch norm,
+activations, pooling and additions are counted apart as 'other ops'. Memory: parameters,
+activations written by the forward pass, peak inference memory, and a training estimate
+(parameters + gradients + optimizer state + activations saved for backward).
+docs/analysis.md gives the conventions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a registered model name (`convzoo models` lists them)")
+    p.add_argument("--input", metavar="CxHxW", default=None, help="input size, e.g. 3x224x224 (default: the model's)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for the memory figures (default 1)")
+    p.add_argument("--depth", type=int, default=3, metavar="N", help="depth of the module tree shown (default 3)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the full report as JSON")
+    fmt.add_argument("--csv", action="store_true", help="print one CSV line per module")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
+    if args.depth < 0:
+        raise ConfigError(f"--depth must be 0 or more, got {args.depth}")
+    from ..analysis import analyze, parse_input_size
+    from ..analysis import render
+
+    size = parse_input_size(args.input) if args.input is not None else None
+    report = analyze(args.model, input_size=size, batch_size=args.batch)
+    if args.json:
+        print(render.to_json(report))
+    elif args.csv:
+        print(render.to_csv(report), end="")
+    elif args.markdown:
+        print(render.to_markdown(report, args.depth), end="")
+    else:
+        render.print_report(report, args.depth)
+    return 0
