@@ -1,0 +1,101 @@
+"""Evaluate a checkpoint: top-1/top-5 accuracy and error on a data set's test split.
+
+CHECKPOINT is a checkpoint file or a run folder (its checkpoints/last.pt). The data set
+defaults to the one the run trained on. Protocols: a single centre crop (default),
+10 crops (corners, centre and their mirrors; AlexNet/GoogLeNet), multi-scale testing over
+the test scales Q (--scales), VGG's dense evaluation (--dense: fully connected layers as
+convolutions, class scores averaged over the map). Examples:
+
+  convzoo eval runs/demo
+  convzoo eval runs/vgg/checkpoints/best.pt --data folder:~/imagenette --dense --scales 224 256 288
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
+    p.add_argument("--data", metavar="NAME", help="data set (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    p.add_argument("--split", default="test", choices=("test", "train"), help="split to evaluate (default: test)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops (default: 1)")
+    p.add_argument("--scales", type=int, nargs="+", metavar="Q", help="test scales (shorter side) to average over")
+    p.add_argument("--dense", action="store_true", help="VGG's dense evaluation (FC layers as convolutions)")
+    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="evaluation batch size (default: 256)")
+    p.add_argument("--subset", type=int, metavar="N", help="evaluate only the first N images")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    p.add_argument("--confusion", action="store_true", help="include the confusion matrix (JSON) / print it")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import data as zdata
+    from ..errors import ConfigError
+    from ..evaluate import evaluate
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import resolve_device
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.subset is not None and args.subset < 1:
+        raise ConfigError(f"--subset must be positive, got {args.subset}")
+    device = resolve_device(args.device)
+    model, ckpt = load_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    config = ckpt.get("config") or {}
+    name = args.data or ckpt.get("data") or config.get("data")
+    if not name:
+        raise ConfigError("the checkpoint does not say which data set it was trained on; pass --data NAME")
+    data_dir = args.data_dir or (config.get("data_dir") if not args.data else None)
+    input_size = int(ckpt.get("input_size") or 0) or None
+    dataset = zdata.load_dataset(name, args.split, data_dir)
+    if args.subset:
+        if not hasattr(dataset, "subset"):
+            raise ConfigError("--subset works with the array data sets, not folder:PATH")
+        dataset = dataset.subset(args.subset)
+    classes = ckpt.get("classes") or []
+    data_classes = list(getattr(dataset, "classes", []) or [])
+    if classes and data_classes and len(classes) != len(data_classes):
+        raise ConfigError(
+            f"the checkpoint predicts {len(classes)} classes but {name} has {len(data_classes)}; "
+            "evaluate on the data set it was trained on"
+        )
+    in_channels = int(ckpt.get("in_channels") or getattr(model, "in_channels", 0) or 0) or None
+    recipe = config.get("augment", "none") if name == (ckpt.get("data") or config.get("data")) else "none"
+    augment = zdata.make_augment(name, input_size or 224, recipe=recipe, train=False, channels=in_channels)
+    model.to(device)
+    result = evaluate(
+        model, dataset, batch_size=args.batch_size, input_size=input_size, crops=args.crops, scales=args.scales,
+        dense=args.dense, flip=args.flip, device=device, amp=args.amp, augment=augment, confusion=args.confusion,
+    )  # fmt: skip
+    result.update({"checkpoint": str(args.checkpoint), "model": ckpt["model_name"], "data": name, "split": args.split,
+                   "step": ckpt.get("step"), "ema": bool(ckpt.get("ema")) and not args.no_ema})  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    views = f"{result.get('views', 1)} view(s)"
+    protocol = "dense" if args.dense else f"{args.crops} crop{'s' if args.crops > 1 else ''}"
+    print(
+        f"{ckpt['model_name']} on {name} ({args.split}, {result['count']:,} images, {protocol}, scales "
+        f"{result.get('scales')}, {views}): top-1 {result['top1']:.2f}% (error {result['top1_error']:.2f}%), "
+        f"top-5 {result['top5']:.2f}% (error {result['top5_error']:.2f}%), loss {result['loss']:.4f}"
+    )
+    if args.confusion and result.get("confusion"):
+        from rich.console import Console
+        from rich.table import Table
+
+        names = classes or data_classes or [str(i) for i in range(len(result["confusion"]))]
+        table = Table(title="confusion matrix (rows: true class, columns: predicted)")
+        table.add_column("")
+        for i in range(len(names)):
+            table.add_column(str(i), justify="right")
+        for i, row in enumerate(result["confusion"]):
+            table.add_row(f"{i} {names[i]}", *[str(v) for v in row])
+        Console().print(table)
+    return 0

@@ -1,0 +1,207 @@
+"""Train a model with a paper's protocol (or your own), on CPU, one GPU or several (torchrun).
+
+Every option is a field of `convzoo.train.TrainConfig`; `--config FILE.toml` reads the same
+fields from a file, and flags given on the command line override it. `--resume` continues
+the run folder given by --out/--name (its config is reused; flags given override it), or
+`--resume PATH` a checkpoint. The run folder gets config.json, metrics.jsonl, summary.json
+and checkpoints/ (docs/training.md). Examples:
+
+  convzoo train lenet5 --data fashion-mnist --epochs 8 --amp --channels-last --out runs/demo
+  convzoo train --config recipe.toml --epochs 30
+  convzoo train --resume --out runs/demo
+  torchrun --nproc_per_node 2 -m convzoo train resnet20 --data cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from ..train.config import AMP_MODES, AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
+
+#: Help of each flag; the defaults shown come from TrainConfig itself.
+_HELP: dict[str, str] = {
+    "data": "data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH",
+    "data_dir": "folder holding the data set's files (searched before $CONVZOO_DATA and /usr/share/datasets)",
+    "epochs": "number of epochs",
+    "batch_size": "global batch size (split across torchrun processes)",
+    "optimizer": "optimizer",
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum (DenseNet's protocol)",
+    "weight_decay": "weight decay (L2 for SGD, decoupled for AdamW)",
+    "no_decay_norm_bias": "no weight decay on normalisation weights and biases",
+    "betas": "AdamW betas",
+    "schedule": "learning-rate schedule: step (divide by 10 at milestones), plateau (divide by 10 when test "
+    "accuracy stops improving), cosine, onecycle, constant",
+    "milestones": "epochs at which the step schedule divides the lr (default: 50%% and 75%% of the epochs); "
+    "space or comma separated",
+    "gamma": "factor of the step and plateau schedules",
+    "patience": "plateau: epochs without improvement before dividing the lr",
+    "warmup_epochs": "linear warm-up over this many epochs",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "clip_grad": "clip the gradients' global norm to this value",
+    "ema": "keep and evaluate an exponential moving average of the weights (decay, 0.999 if no value)",
+    "aux_weight": "weight of auxiliary classifier losses (GoogLeNet)",
+    "amp": "mixed precision: bf16 (the value when none is given; CPU and GPU) or fp16 (GPU only)",
+    "channels_last": "channels-last memory format for the model and the batches",
+    "compile": "torch.compile the model",
+    "input_size": "square input side (default: the model's default input)",
+    "augment": "training augmentation: none, standard (pad-crop and flip), jitter (VGG scale jittering)",
+    "subset": "use only the first N train and N test images (smoke runs)",
+    "max_steps": "stop after this many optimizer steps",
+    "out": "run folder (with --name: its parent); default runs/NAME",
+    "name": "run name (default MODEL-DATA)",
+    "overwrite": "replace a run folder that already holds a run",
+    "checkpoint_every": "also checkpoint every this many steps (0: epoch ends only)",
+    "keep": "number of step checkpoints kept (besides last.pt and best.pt)",
+    "resume": "continue the run folder's newest checkpoint, or the checkpoint PATH",
+    "log_every": "steps per metrics window in metrics.jsonl",
+    "eval_batch_size": "batch size of the test evaluation",
+    "seed": "random seed (weights, data order, augmentation)",
+    "deterministic": "deterministic kernels (bit-identical reruns and resumes)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "workers": "DataLoader workers for folder:PATH data",
+    "threads": "CPU threads for torch",
+}
+#: Fields that have no flag (set them in a --config file).
+_FILE_ONLY = {"model", "model_kwargs"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    defaults = TrainConfig()
+    p.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
+                   help="registered model name (`convzoo models`)")  # fmt: skip
+    p.add_argument("--config", metavar="FILE.toml", help="read TrainConfig fields from a TOML file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
+    p.add_argument("--json", action="store_true", help="print summary.json at the end")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _FILE_ONLY:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = _HELP.get(f.name, f.name)
+        if default not in (None, False, [], ""):
+            help_text += f" (default: {_show(default)})"
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        kind = str(f.type).replace(" ", "")
+        if f.name == "amp":
+            p.add_argument(flag, nargs="?", const="bf16", choices=AMP_MODES, **kw)
+        elif f.name == "resume":
+            p.add_argument(flag, nargs="?", const="auto", metavar="PATH", **kw)
+        elif f.name == "ema":
+            p.add_argument(flag, nargs="?", const=0.999, type=float, metavar="DECAY", **kw)
+        elif f.name == "milestones":
+            p.add_argument(flag, nargs="+", type=_int_list, metavar="EPOCH", **kw)
+        elif f.name == "betas":
+            p.add_argument(flag, nargs=2, type=float, metavar=("BETA1", "BETA2"), **kw)
+        elif kind == "bool":
+            p.add_argument(flag, action="store_true", **kw)
+        elif f.name in ("optimizer", "schedule", "augment"):
+            choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTS}[f.name]
+            p.add_argument(flag, choices=choices, **kw)
+        elif kind.startswith("int"):
+            p.add_argument(flag, type=int, metavar="N", **kw)
+        elif kind.startswith("float"):
+            p.add_argument(flag, type=float, metavar="X", **kw)
+        else:
+            metavar = {"data": "NAME", "data_dir": "DIR", "out": "DIR"}.get(f.name, f.name.upper())
+            p.add_argument(flag, metavar=metavar, **kw)
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"milestones are whole epochs, got {text!r}") from None
+
+
+def explicit_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (the others keep file/defaults)."""
+    given = {}
+    for f in dataclasses.fields(TrainConfig):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            if f.name == "milestones":
+                value = [m for part in value for m in part]
+            if f.name == "betas":
+                value = tuple(value)
+            given[f.name] = value
+    return given
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < --config file < (on --resume: the run's own config) < explicit flags."""
+    from ..errors import ConfigError
+
+    given = explicit_fields(args)
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(TrainConfig.from_toml(args.config).to_dict())
+    values.update(given)
+    if values.get("resume"):
+        previous = _previous_config(TrainConfig.from_dict(values, source="the command line"))
+        if previous is not None:
+            merged = {k: v for k, v in previous.items() if k not in ("resume", "overwrite")}
+            if args.config:
+                merged.update(TrainConfig.from_toml(args.config).to_dict())
+            merged.update(given)
+            values = merged
+    try:
+        return TrainConfig.from_dict(values, source="the command line").validate()
+    except TypeError as err:  # a wrong type in a file
+        raise ConfigError(str(err)) from None
+
+
+def _previous_config(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The config of the run being resumed (its config.json, or the checkpoint's)."""
+    from pathlib import Path
+
+    if cfg.resume == "auto":
+        path = cfg.run_dir() / "config.json"
+        if path.is_file():
+            try:
+                values = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                return None
+            return _known(values)
+        return None
+    from ..train.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(Path(cfg.resume))
+    return _known(ckpt.get("config") or {})
+
+
+def _known(values: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    config = build_config(args)
+    run_dir = train(config, progress=not args.quiet)
+    from ..train.distributed import env_info
+
+    if not env_info().is_main:
+        return 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    top1, top5 = summary.get("test_top1"), summary.get("test_top5")
+    acc = f"test top-1 {top1:.2f}%, top-5 {top5:.2f}%" if top1 is not None else "no evaluation"
+    print(
+        f"{summary['model']} on {summary['data']}: {acc} after {summary['epochs_done']} epochs "
+        f"({summary['steps']} steps) in {summary['wall_seconds']:.1f} s, "
+        f"{summary['images_per_second']:,.0f} training images/s; run folder {run_dir}"
+    )
+    return 0

@@ -1,0 +1,258 @@
+"""`TrainConfig`: every knob of a training run, with its default, in one place.
+
+The CLI's flags are generated from these fields (`convzoo train --help` shows the same
+defaults), and a TOML recipe's keys are these field names. This module does not import
+torch, so the CLI can build its parser without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "plateau", "cosine", "onecycle", "constant")
+AUGMENTS = ("none", "standard", "jitter")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Units are stated where they matter; learning rates are per step.
+
+    The defaults are a reasonable CIFAR-style SGD protocol (momentum 0.9, weight decay
+    5e-4, cosine decay); the papers' own protocols are recipes in `experiments/`.
+    """
+
+    model: str = ""
+    """Registered model name (`convzoo models`)."""
+    data: str = ""
+    """Data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH."""
+    data_dir: str | None = None
+    """Where the data set's files are (before $CONVZOO_DATA and /usr/share/datasets)."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the model's builder (TOML only)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    """Global batch: with DDP each of the W ranks takes batch_size / W."""
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    no_decay_norm_bias: bool = False
+    """Exempt normalisation weights and all biases from weight decay."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's betas."""
+
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    """Epochs at which the step schedule divides the lr by 10 (default: 50% and 75% of the epochs)."""
+    gamma: float = 0.1
+    """Factor of the step and plateau schedules (the papers divide by 10)."""
+    patience: int = 2
+    """Plateau: epochs without a better test top-1 before the lr is divided."""
+    warmup_epochs: float = 0.0
+    """Linear warm-up from 0 over this many epochs (fractions allowed)."""
+
+    label_smoothing: float = 0.0
+    clip_grad: float | None = None
+    """Clip the gradients' global L2 norm to this value."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.999) and evaluate it."""
+    aux_weight: float = 0.3
+    """Weight of auxiliary classifier losses (GoogLeNet section 5: 0.3)."""
+
+    amp: str = "none"
+    """Mixed precision: none, bf16 (CPU and GPU) or fp16 (GPU only, with a gradient scaler)."""
+    channels_last: bool = False
+    compile: bool = False
+    input_size: int | None = None
+    """Square input side; default: the model's registry default input."""
+    augment: str = "standard"
+    """Training augmentation recipe: none, standard (pad-crop, flip), jitter (VGG scale jittering)."""
+    subset: int | None = None
+    """Use only the first N training and N test images (smoke runs)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (the schedule still spans `epochs`)."""
+
+    out: str | None = None
+    """Run folder (with `name`: its parent). Default: runs/<name>."""
+    name: str | None = None
+    """Run name (default: MODEL-DATA)."""
+    overwrite: bool = False
+    """Replace a run folder that already holds a run."""
+    checkpoint_every: int = 0
+    """Also write a checkpoint every this many steps (0: at epoch ends only)."""
+    keep: int = 3
+    """How many step checkpoints to keep (besides last.pt and best.pt)."""
+    resume: str | None = None
+    """'auto' (the run folder's newest checkpoint) or a checkpoint path."""
+    log_every: int = 50
+    """Steps per metrics window (a `step` line in metrics.jsonl)."""
+    eval_batch_size: int = 512
+
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    """auto (cuda if available), cpu, cuda, cuda:N."""
+    workers: int = 2
+    """DataLoader workers for folder:PATH data."""
+    threads: int | None = None
+    """torch.set_num_threads on CPU (default: torch's choice)."""
+
+    # -- derived ----------------------------------------------------------------------
+    def run_dir(self) -> Path:
+        """The run folder: OUT/NAME, OUT, or runs/NAME (NAME defaults to MODEL-DATA)."""
+        name = self.name
+        if self.out is not None:
+            return Path(self.out) / name if name else Path(self.out)
+        default = f"{self.model}-{self.data}".replace(":", "_").replace(os.sep, "_")
+        return Path("runs") / (name or default)
+
+    def validate(self) -> "TrainConfig":
+        """Check values a user can get wrong; raise `ConfigError` naming the field."""
+        if not self.model:
+            raise ConfigError("no model given: name one (`convzoo models` lists them) or set `model` in the config file")
+        if not self.data:
+            raise ConfigError("no data set given: --data fashion-mnist, mnist, cifar10, cifar100 or folder:PATH")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("augment", self.augment, AUGMENTS)
+        _choice("amp", self.amp, AMP_MODES)
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("eval_batch_size", self.eval_batch_size)
+        _positive("log_every", self.log_every)
+        _positive("keep", self.keep)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs a momentum > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise ConfigError(f"clip_grad must be > 0, got {self.clip_grad}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema is a decay in (0, 1) such as 0.999, got {self.ema}")
+        if self.aux_weight < 0:
+            raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        if not 0 < self.gamma < 1:
+            raise ConfigError(f"gamma must be in (0, 1), got {self.gamma}")
+        for m in self.milestones:
+            if not (isinstance(m, int) and 0 < m < self.epochs):
+                raise ConfigError(f"milestones are epochs strictly between 0 and epochs={self.epochs}, got {m!r}")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"milestones must increase, got {self.milestones}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas are two numbers in [0, 1), got {self.betas}")
+        for name in ("input_size", "subset", "max_steps", "threads"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0 steps, got {self.checkpoint_every}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if not isinstance(self.model_kwargs, dict):
+            raise ConfigError(f"model_kwargs must be a table of keyword arguments, got {self.model_kwargs!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of all fields (config.json, checkpoints)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        """Build from a dict of field values; an unknown key raises `ConfigError` naming it."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ConfigError(
+                f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {source}; "
+                f"valid keys: {', '.join(names)}"
+            )
+        kwargs = dict(values)
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        if "milestones" in kwargs:
+            kwargs["milestones"] = list(kwargs["milestones"])
+        cfg = cls(**kwargs)
+        _check_types(cfg, source)
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> "TrainConfig":
+        """Read a TOML recipe whose keys are field names (a `[train]` table also works)."""
+        import tomllib
+
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+        if set(values) == {"train"} and isinstance(values["train"], dict):
+            values = values["train"]
+        return cls.from_dict(values, source=str(p))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> list[str]:
+    """The names of `TrainConfig`'s fields, in declaration order."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+
+
+def _check_types(cfg: TrainConfig, source: str) -> None:
+    """TOML values of the wrong type (a string for an int...) get a clear message."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        kind = str(f.type).replace(" ", "").split("|")[0]
+        if kind in _TYPES:
+            ok = isinstance(value, _TYPES[kind]) and not (kind in ("int", "float") and isinstance(value, bool))
+            if not ok:
+                raise ConfigError(f"{f.name} in {source} must be {kind}, got {value!r}")
+            if kind == "float":
+                setattr(cfg, f.name, float(value))

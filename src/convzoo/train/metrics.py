@@ -1,0 +1,217 @@
+"""What a run writes: config.json, metrics.jsonl, summary.json (docs/internals.md), the
+progress bar, and TensorBoard events when `tensorboard` is installed.
+
+Only rank 0 writes; the other ranks get a writer whose methods do nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def hardware_info(device: torch.device) -> dict[str, Any]:
+    """The machine a run used: CPU, cores, threads, GPU name and memory."""
+    info: dict[str, Any] = {
+        "device": str(device),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = props.name
+        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, torch, torchvision, numpy and convzoo."""
+    from .. import __version__
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "convzoo": __version__}
+    for name in ("torchvision", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    if torch.version.cuda:
+        out["cuda"] = torch.version.cuda
+    return out
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_jsonable)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+class RunWriter:
+    """Files of a run folder. `enabled=False` (ranks other than 0) makes every call a no-op."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard and importlib.util.find_spec("tensorboard") is not None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+                except Exception:  # a broken tensorboard install must not stop training
+                    self._tb = None
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """config.json: the full TrainConfig."""
+        if self.enabled:
+            write_json_atomic(self.run_dir / "config.json", config)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop metric lines written after the checkpoint's `step` (they will be redone)."""
+        if not self.enabled or not self.metrics_path.exists():
+            return
+        kept = []
+        with open(self.metrics_path) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill
+                    continue
+                if int(rec.get("step", 0)) <= step:
+                    kept.append(json.dumps(rec))
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w") as fh:
+            fh.write("".join(k + "\n" for k in kept))
+        os.replace(tmp, self.metrics_path)
+
+    def reset_metrics(self) -> None:
+        """A fresh run: an empty metrics.jsonl, no summary."""
+        if self.enabled:
+            self.metrics_path.write_text("")
+            (self.run_dir / "summary.json").unlink(missing_ok=True)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record to metrics.jsonl (and TensorBoard)."""
+        if not self.enabled:
+            return
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(record, default=_jsonable) + "\n")
+        if self._tb is not None:
+            step = int(record.get("step", 0))
+            prefix = "train" if record.get("kind") == "step" else "epoch"
+            for key, value in record.items():
+                if key not in ("kind", "epoch", "step", "time") and isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json."""
+        if self.enabled:
+            write_json_atomic(self.run_dir / "summary.json", summary)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+class Progress:
+    """A rich progress bar over the steps: loss, accuracy, images/s, ETA. Silent when disabled."""
+
+    def __init__(self, total_steps: int, *, enabled: bool = True, start: int = 0) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+        self._console = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self._console = Console(stderr=True)
+        self._progress = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total_steps, completed=start, stats="")
+
+    def update(self, step: int, *, epoch: int | None = None, stats: dict[str, float] | None = None) -> None:
+        if not self.enabled:
+            return
+        fields: dict[str, Any] = {"completed": step}
+        if epoch is not None:
+            fields["description"] = f"epoch {epoch + 1}"
+        if stats:
+            fields["stats"] = (
+                f"loss {stats['loss']:.4f}  acc {stats['top1']:.2f}%  {stats['images_per_second']:,.0f} img/s"
+            )
+        self._progress.update(self._task, **fields)
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            self._progress.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class Stopwatch:
+    """Seconds since start, plus a carried offset (time spent before a resume)."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.offset + time.perf_counter() - self.start

@@ -1,0 +1,232 @@
+"""The trainer's parts: config, schedules, optimizer groups, losses, EMA, and short real runs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from convzoo.errors import ConfigError, ConvzooError
+from convzoo.train import TrainConfig
+from convzoo.train.loop import EMA, NonFiniteLossError, compute_loss, make_scaler, train
+from convzoo.train.optim import build_optimizer, parameter_groups
+from convzoo.train.schedules import Schedule
+
+
+def write_fake_fashion_mnist(folder: Path, n_train: int = 512, n_test: int = 256, seed: int = 0) -> Path:
+    """Fashion-MNIST-format IDX files (gzip) of a learnable synthetic task: class k is a
+    bright horizontal band at rows 2k..2k+5 plus noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 10, (n,), generator=g)
+        images = torch.randint(0, 60, (n, 28, 28), generator=g)
+        for i, k in enumerate(labels.tolist()):
+            images[i, 2 * k + 2 : 2 * k + 7, 3:25] += 150
+        return images.clamp(0, 255).to(torch.uint8), labels.to(torch.uint8)
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x, y = make(n)
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as fh:
+            fh.write(struct.pack(">IIII", 2051, n, 28, 28) + x.numpy().tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as fh:
+            fh.write(struct.pack(">II", 2049, n) + y.numpy().tobytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory) -> Path:
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# -- config -------------------------------------------------------------------------------
+
+
+def test_unknown_config_key_names_it_and_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"model": "lenet5", "learning_rate": 0.1})
+    msg = str(err.value)
+    assert "'learning_rate'" in msg and "lr" in msg and "batch_size" in msg
+
+
+def test_toml_config_and_type_errors(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text('model = "lenet5"\ndata = "fashion-mnist"\nepochs = 3\nlr = 1\nmilestones = [1, 2]\n')
+    cfg = TrainConfig.from_toml(p).validate()
+    assert (cfg.epochs, cfg.lr, cfg.milestones) == (3, 1.0, [1, 2]) and isinstance(cfg.lr, float)
+    p.write_text('model = "lenet5"\nepochs = "three"\n')
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig.from_toml(p)
+    p.write_text("model = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        TrainConfig.from_toml(p)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"milestones": [5, 2], "epochs": 10}, "milestones"),
+        ({"ema": 1.5}, "ema"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"amp": "fp8"}, "amp"),
+    ],
+)
+def test_bad_values_are_config_errors(change, field):
+    cfg = TrainConfig(model="lenet5", data="fashion-mnist", **change)
+    with pytest.raises(ConfigError, match=field):
+        cfg.validate()
+
+
+def test_run_dir_rules():
+    assert TrainConfig(model="lenet5", data="fashion-mnist").run_dir() == Path("runs/lenet5-fashion-mnist")
+    assert TrainConfig(model="m", data="d", out="x/demo").run_dir() == Path("x/demo")
+    assert TrainConfig(model="m", data="d", out="x", name="a").run_dir() == Path("x/a")
+    assert TrainConfig(model="m", data="d", name="a").run_dir() == Path("runs/a")
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(ConfigError, match="fp16"):
+        make_scaler(torch.device("cpu"), "fp16")
+    assert make_scaler(torch.device("cpu"), "bf16") is None
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def test_step_schedule_divides_by_ten_at_milestones():
+    s = Schedule("step", 0.1, steps_per_epoch=10, epochs=6, milestones=[2, 4])
+    assert [round(s.lr(e * 10), 6) for e in range(6)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    default = Schedule("step", 1.0, steps_per_epoch=1, epochs=8)  # DenseNet's 50% / 75%
+    assert [default.lr(e) for e in (3, 4, 5, 6)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+
+
+def test_cosine_onecycle_warmup_shapes():
+    c = Schedule("cosine", 0.2, steps_per_epoch=10, epochs=10)
+    assert c.lr(0) == pytest.approx(0.2) and c.lr(50) == pytest.approx(0.1) and c.lr(100) == pytest.approx(0.0)
+    o = Schedule("onecycle", 1.0, steps_per_epoch=10, epochs=10)
+    assert o.lr(0) == pytest.approx(1 / 25) and o.lr(30) == pytest.approx(1.0)
+    assert max(o.lr(i) for i in range(100)) == pytest.approx(1.0) and o.lr(100) < 1e-4
+    w = Schedule("constant", 0.5, steps_per_epoch=4, epochs=3, warmup_epochs=1)
+    assert [w.lr(i) for i in range(5)] == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5])
+
+
+def test_plateau_divides_after_patience_and_round_trips():
+    s = Schedule("plateau", 0.1, steps_per_epoch=5, epochs=20, patience=1)
+    lowered = [s.observe(a) for a in (50, 60, 59, 58, 61, 61, 60)]
+    assert lowered == [False, False, False, True, False, False, True]
+    assert s.lr(0) == pytest.approx(0.001)
+    t = Schedule("plateau", 0.1, steps_per_epoch=5, epochs=20, patience=1)
+    t.load_state_dict(s.state_dict())
+    assert t.lr(7) == s.lr(7) and t.best == 61
+
+
+# -- optimizer, losses, EMA ---------------------------------------------------------------
+
+
+def test_no_decay_for_norms_and_biases():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    groups = parameter_groups(model, 1e-4, no_decay_norm_bias=True)
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert decayed == {id(model[0].weight), id(model[3].weight)}
+    assert groups[1]["weight_decay"] == 0.0 and len(groups[1]["params"]) == 4
+    opt = build_optimizer(model, "sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert opt.param_groups[0]["nesterov"] and len(opt.param_groups) == 1
+    assert isinstance(build_optimizer(model, "adamw", lr=1e-3), torch.optim.AdamW)
+
+
+def test_auxiliary_losses_weighted():
+    crit = nn.CrossEntropyLoss()
+    y = torch.tensor([0, 1])
+    main, a1, a2 = (torch.randn(2, 3) for _ in range(3))
+    loss, logits = compute_loss((main, a1, a2), y, crit, 0.3)
+    assert logits is main
+    assert loss.item() == pytest.approx((crit(main, y) + 0.3 * (crit(a1, y) + crit(a2, y))).item(), rel=1e-6)
+    plain, same = compute_loss(main, y, crit, 0.3)
+    assert same is main and plain.item() == pytest.approx(crit(main, y).item())
+
+
+def test_ema_moves_toward_weights():
+    model = nn.Linear(2, 1)
+    ema = EMA(model, 0.9)
+    before = ema.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+# -- short real runs ----------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path, fake_data):
+    cfg = TrainConfig(
+        model="lenet5", data="fashion-mnist", data_dir=str(fake_data), epochs=2, batch_size=32, lr=0.1,
+        schedule="constant", augment="none", amp="bf16", channels_last=True, ema=0.9, log_every=4, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    run = train(cfg, progress=False)
+    recs = _records(run)
+    steps = [r for r in recs if r["kind"] == "step"]
+    epochs = [r for r in recs if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and steps[-1]["loss"] < steps[0]["loss"] * 0.7
+    assert {"epoch", "step", "loss", "top1", "lr", "images_per_second", "time"} <= set(steps[0])
+    assert {"train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "lr", "wall_seconds"} <= set(epochs[0])
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("model", "data", "params", "macs", "epochs", "test_top1", "test_top5", "best_test_top1",
+                "images_per_second", "wall_seconds", "hardware", "versions", "config"):  # fmt: skip
+        assert key in summary, key
+    assert summary["params"] == 61_706 and summary["test_top1"] == epochs[-1]["test_top1"] > 30
+    assert json.loads((run / "config.json").read_text())["ema"] == 0.9
+    assert {p.name for p in (run / "checkpoints").iterdir()} >= {"last.pt", "best.pt"}
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fake_data):
+    cfg = TrainConfig(
+        model="lenet5", data="fashion-mnist", data_dir=str(fake_data), epochs=1, batch_size=32, lr=1e8,
+        momentum=0.0, augment="none", checkpoint_every=1, out=str(tmp_path / "nan"),
+    )  # fmt: skip
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg, progress=False)
+    assert isinstance(err.value, ConvzooError)
+    msg = str(err.value)
+    step = int(msg.split("at step ")[1].split()[0])
+    assert step >= 2 and "last good checkpoint" in msg
+    last = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["step"] == step - 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_image_folder_through_a_dataloader(tmp_path):
+    """folder:PATH goes through make_folder_loader (workers=0 here); the run folder is complete."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for k, colour in enumerate(((220, 30, 30), (30, 30, 220))):
+            d = tmp_path / "imgs" / split / f"class{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(rng.normal(colour, 20, size=(20, 24, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    cfg = TrainConfig(model="lenet5", data=f"folder:{tmp_path / 'imgs'}", epochs=2, batch_size=8, lr=0.05,
+                      workers=0, checkpoint_every=2, log_every=1, out=str(tmp_path / "run"))  # fmt: skip
+    run = train(cfg, progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 * 3 and summary["test_top1"] is not None and summary["input_size"] == 32
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["classes"] == ["class0", "class1"] and ckpt["in_channels"] == 3
