@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
     p.add_argument("--data", metavar="NAME", help="data set (default: the one the checkpoint was trained on)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    p.add_argument("--download", action="store_true", help="download the data set with torchvision when it is found nowhere (needs the network)")
     p.add_argument("--split", default="test", choices=("test", "train"), help="split to evaluate (default: test)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 10), help="1 centre crop or 10 crops (default: 1)")
     p.add_argument("--scales", type=int, nargs="+", metavar="Q", help="test scales (shorter side) to average over")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("the checkpoint does not say which data set it was trained on; pass --data NAME")
     data_dir = args.data_dir or (config.get("data_dir") if not args.data else None)
     input_size = int(ckpt.get("input_size") or 0) or None
-    dataset = zdata.load_dataset(name, args.split, data_dir)
+    dataset = zdata.load_dataset(name, args.split, data_dir, download=args.download)
     if args.subset:
         if not hasattr(dataset, "subset"):
             raise ConfigError("--subset works with the array data sets, not folder:PATH")

@@ -25,6 +25,7 @@ from ..train.config import AMP_MODES, AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConf
 _HELP: dict[str, str] = {
     "data": "data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH",
     "data_dir": "folder holding the data set's files (searched before $CONVZOO_DATA and /usr/share/datasets)",
+    "download": "download the data set with torchvision when it is found nowhere (needs the network)",
     "epochs": "number of epochs",
     "batch_size": "global batch size (split across torchrun processes)",
     "optimizer": "optimizer",

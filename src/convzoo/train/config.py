@@ -36,6 +36,8 @@ class TrainConfig:
     """Data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH."""
     data_dir: str | None = None
     """Where the data set's files are (before $CONVZOO_DATA and /usr/share/datasets)."""
+    download: bool = False
+    """When the data set is found nowhere, download it with torchvision (needs the network)."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the model's builder (TOML only)."""
 

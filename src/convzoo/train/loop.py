@@ -374,8 +374,8 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
     # -- data ---------------------------------------------------------------------------
     is_folder = config.data.startswith("folder:")
     info = zdata.dataset_info(config.data, config.data_dir)
-    train_ds = zdata.load_dataset(config.data, "train", config.data_dir)
-    test_ds = zdata.load_dataset(config.data, "test", config.data_dir)
+    train_ds = zdata.load_dataset(config.data, "train", config.data_dir, download=config.download)
+    test_ds = zdata.load_dataset(config.data, "test", config.data_dir, download=config.download)
     if config.subset:
         if not hasattr(train_ds, "subset"):
             raise ConfigError("--subset works with the array data sets, not folder:PATH")
