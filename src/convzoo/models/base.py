@@ -41,6 +41,11 @@ class ZooModel(nn.Module):
     # metadata, not state: TorchScript cannot read these (postponed) annotations
     __jit_ignored_attributes__ = ["num_classes", "in_channels", "feature_info", "zoo_name"]
 
+    def _is_meta(self) -> bool:
+        """True when the model was built on the meta device: weight initialisation is moot
+        there, and PyTorch's meta `normal_` is slow enough to dominate building deep nets."""
+        return any(p.is_meta for p in self.parameters())
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -154,7 +154,7 @@ class DenseNet(ZooModel):
         self.head = nn.Sequential(
             OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=_classifier(channels, num_classes))
         )
-        for m in self.modules():
+        for m in self.modules() if not self._is_meta() else ():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
             elif isinstance(m, nn.BatchNorm2d):
