@@ -146,6 +146,8 @@ class AlexNet(ZooModel):
         # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
         # FC layers ("accelerates the early stages of learning by providing the ReLUs with
         # positive inputs"), 0 in the other layers.
+        if self._is_meta():  # nothing to initialise on the meta device
+            return
         ones = {"conv2", "conv4", "conv5", "fc1", "fc2"}
         for name, m in self.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):

@@ -206,6 +206,8 @@ class GoogLeNet(ZooModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if self._is_meta():  # nothing to initialise on the meta device
+            return
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 if self.spec.torchvision:  # torchvision's GoogLeNet init (biases keep PyTorch's)

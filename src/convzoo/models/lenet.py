@@ -197,6 +197,8 @@ class LeNet5Paper(ZooModel):
 
     def _init_weights(self) -> None:
         # Appendix C: weights uniform in (-2.4/F, 2.4/F), F the fan-in of the unit.
+        if self._is_meta():  # nothing to initialise on the meta device
+            return
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 fan_in = m.weight[0].numel()

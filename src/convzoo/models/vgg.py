@@ -152,6 +152,8 @@ class VGG(ZooModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if self._is_meta():  # nothing to initialise on the meta device
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
