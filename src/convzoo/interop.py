@@ -27,6 +27,17 @@ def load_torchvision_weights(model: nn.Module, state_dict: Mapping[str, torch.Te
     return model
 
 
+def rename_modules(state_dict: Mapping[str, torch.Tensor], mapping: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """Rename each key's module path (everything before the last dot) through `mapping`;
+    modules not in `mapping` keep their names. `{"features.0": "stem.conv"}` turns
+    `features.0.weight` into `stem.conv.weight`."""
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, leaf = key.rpartition(".")
+        renamed[f"{mapping.get(module, module)}.{leaf}"] = value
+    return renamed
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str = "state_dict") -> None:
     """Raise `CheckpointError` listing missing keys, unexpected keys and shape mismatches."""
     own = model.state_dict()

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
 from ..registry import ModelInfo, register_model
 from .base import ZooModel
@@ -177,12 +178,7 @@ class AlexNet(ZooModel):
             mapping[f"features.{index}"] = name
             index += 2 + int(c.pool)
         mapping.update({"classifier.1": "pre_logits.fc1", "classifier.4": "pre_logits.fc2", "classifier.6": "fc"})
-        return {_rename(k, mapping): v for k, v in state_dict.items()}
-
-
-def _rename(key: str, mapping: dict[str, str]) -> str:
-    module, _, leaf = key.rpartition(".")
-    return f"{mapping.get(module, module)}.{leaf}"
+        return rename_modules(state_dict, mapping)
 
 
 def _builder(name: str):

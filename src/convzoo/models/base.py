@@ -96,13 +96,12 @@ def _runs(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str | None, t
         if n and not any(True for _ in m.children())
     ]
     try:
-        meta_model = model
         with torch.no_grad():
             x = torch.empty(shape, device="meta")
-            # parameters stay where they are; meta inputs with real weights still
-            # propagate shapes, and a real-weight op on a meta input is rejected quickly.
             try:
-                nn.Module.__call__(meta_model, x)
+                # `model` is a meta copy (see `_meta_copy`); bypass ZooModel.__call__ so a
+                # failure here is reported, not explained again
+                nn.Module.__call__(model, x)
                 return True, None, None
             except Exception:
                 return False, last[0], last[1]

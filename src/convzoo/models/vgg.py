@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
 from ..registry import ModelInfo, register_model
 from .base import ZooModel
@@ -199,11 +200,7 @@ class VGG(ZooModel):
                 index += 3 if self.spec.batch_norm else 2
             index += 1  # the stage's max-pool
         mapping.update({"classifier.0": "pre_logits.fc1", "classifier.3": "pre_logits.fc2", "classifier.6": "fc"})
-        renamed = {}
-        for key, value in state_dict.items():
-            module, _, leaf = key.rpartition(".")
-            renamed[f"{mapping.get(module, module)}.{leaf}"] = value
-        return renamed
+        return rename_modules(state_dict, mapping)
 
 
 def _builder(name: str):
