@@ -18,7 +18,8 @@ checks that convzoo's MACs equal FlopCounterMode's FLOPs / 2 exactly and explain
 other tool's count as convzoo's MACs plus the extra terms that tool adds (computed from
 convzoo's own per-layer report; the remainder, if any, is printed).
 
-Run: `.venv/bin/python benchmarks/analysis_speed.py [--repeat 3] [--memory]`.
+Run: `.venv/bin/python benchmarks/analysis_speed.py [--repeat 3] [--memory]`; with `--zoo`, it
+times `analyze(name)` for every registered model instead, against the 0.25 s goal.
 Tools that are not installed are reported as such.
 """
 
@@ -224,11 +225,38 @@ EXPLAIN: dict[str, tuple[str, Callable[[dict[str, float]], float]]] = {
 }
 
 
+def time_zoo(repeat: int, goal: float = 0.25) -> int:
+    """`analyze(name)` at the default input for every registered model: wall and CPU time,
+    the best of `repeat` calls after a warm-up call, slowest first; models over `goal` flagged."""
+    from convzoo import list_models
+    from convzoo.analysis import analyze
+
+    rows = []
+    for name in list_models():
+        analyze(name)  # warm-up: first-use imports and caches
+        best_wall = best_cpu = math.inf
+        for _ in range(repeat):
+            w0, c0 = time.perf_counter(), time.process_time()
+            analyze(name)
+            best_wall = min(best_wall, time.perf_counter() - w0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
+        rows.append((best_wall, best_cpu, name))
+    over = [r for r in rows if r[0] > goal]
+    print(f"analyze(name) for {len(rows)} registered models, best of {repeat} after a warm-up, slowest first")
+    print(f"{'model':<22} {'wall ms':>9} {'cpu ms':>9}")
+    for wall, cpu, name in sorted(rows, reverse=True):
+        print(f"{name:<22} {1000 * wall:>9.1f} {1000 * cpu:>9.1f}{'  over the goal' if wall > goal else ''}")
+    print(f"\n{len(rows) - len(over)} of {len(rows)} under {goal} s (wall)" + (f"; over: {', '.join(r[2] for r in over)}" if over else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also measure each call's peak RSS in a fresh process")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--zoo", action="store_true",
+                        help="instead: time analyze(name) for every registered model against the 0.25 s goal")
     parser.add_argument("--child", nargs=2, metavar=("TOOL", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch
@@ -237,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child_memory(*args.child)
         return 0
+    if args.zoo:
+        return time_zoo(args.repeat)
     import platform
 
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

@@ -18,6 +18,7 @@ accuracy shows). `--ablation` adds the convzoo trainer in fp32 (no channels-last
   python benchmarks/train_throughput.py                       # the full comparison
   python benchmarks/train_throughput.py --quick               # a smoke check (small subset)
   python benchmarks/train_throughput.py --json out.json
+  python benchmarks/train_throughput.py --models resnet20 --repeats 3   # medians of 3 runs
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--subset", type=int, help="first N train and test images only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run every variant N times, alternating the order; report the median (default: 1)")
     p.add_argument("--ablation", action="store_true", help="also the convzoo trainer in fp32 without channels-last")
     p.add_argument("--quick", action="store_true", help="smoke check: 2048 images, 1 epoch")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -150,13 +154,23 @@ def main(argv: list[str] | None = None) -> int:
             if args.ablation:
                 variants.append(("convzoo (fp32)",
                                  lambda: convzoo_trainer(name, data_dir, epochs, args, fast=False, out=Path(tmp))))  # fmt: skip
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in variants}
+            for round_ in range(args.repeats):
+                # alternate the order between rounds so that drift of the machine's speed
+                # (other tenants, thermal state) does not favour one variant
+                order = variants if round_ % 2 == 0 else variants[::-1]
+                for label, fn in order:
+                    r = fn()
+                    runs[label].append(r)
+                    print(f"{name:9s} {label:32s} {r['images_per_second']:9,.0f} img/s  "
+                          f"test top-1 {r['test_top1']:.2f}% after {epochs} epoch(s)", flush=True)  # fmt: skip
             mine = []
-            for label, fn in variants:
-                r = fn()
-                r.update(model=name, variant=label, epochs=epochs)
+            for label, _ in variants:
+                speeds = sorted(r["images_per_second"] for r in runs[label])
+                r = dict(runs[label][0])
+                r.update(model=name, variant=label, epochs=epochs, images_per_second=statistics.median(speeds),
+                         runs_images_per_second=[x["images_per_second"] for x in runs[label]])  # fmt: skip
                 mine.append(r)
-                print(f"{name:9s} {label:32s} {r['images_per_second']:9,.0f} img/s  "
-                      f"test top-1 {r['test_top1']:.2f}% after {epochs} epoch(s)", flush=True)  # fmt: skip
             # the baseline is the faster idiomatic loop, so the ratio is not flattered by a bad choice of workers
             base = max(r["images_per_second"] for r in mine if r["variant"].startswith("idiomatic"))
             for r in mine:
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "subset": args.subset,
+        "repeats": args.repeats,
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
     }
     print(f"\n{meta['date']}, {meta['cpu_count']} cores, {meta['torch_threads']} torch threads, torch {meta['torch']}")

@@ -13,15 +13,18 @@ The network runs on the meta device (shapes only, no storage), twice:
    are deduplicated (a ReLU output saved by the ReLU and by the next convolution counts
    once) and parameters are left out (they are counted as parameters).
 
-A registered name is built under `torch.device("meta")`. A real module is never copied
-or moved: `torch.func.functional_call` substitutes meta tensors for its parameters and
-buffers for the duration of the call, so the user's module is untouched and no weight
-memory is allocated.
+A registered name is built on the meta device (`convzoo.meta.meta_build`). A real module
+is never copied or moved: meta stand-ins replace its parameters and buffers for the
+duration of the call and the originals are put back (`_Runner`), so the user's module is
+untouched and no weight memory is allocated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
+import sys
 import time
 import weakref
 from typing import Any, Callable, Iterator, Sequence
@@ -31,6 +34,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import ConfigError, ConvzooError, InputSizeError
+from ..meta import meta_build
+from . import replay as R
 from .counting import KINDS, rules
 from .report import OPTIMIZER_STATE, LayerRecord, MemoryReport, Report
 
@@ -202,6 +207,12 @@ class _FastMeta(TorchDispatchMode):
         return self._run(func, args, kwargs or {})
 
 
+class _Ref(weakref.ref):
+    """A weak reference to a tracked tensor that knows its storage key."""
+
+    __slots__ = ("key",)
+
+
 class _Walk(_FastMeta):
     """Prices every op for the module on top of `stack` and tracks live activation bytes."""
 
@@ -211,11 +222,17 @@ class _Walk(_FastMeta):
         self.rules = rules()
         self.skip = skip  # storages of parameters, buffers and the input
         self.by_kind = dict.fromkeys(KINDS, 0)
-        self.live: dict[int, list[int]] = {}  # storage -> [bytes, python tensors alive]
+        self.live: dict[int, list[int]] = {}  # storage -> [bytes, python tensors alive, serial number]
+        self.serial = 0  # storages created so far
+        self.refs: dict[int, _Ref] = {}  # a weak reference to every tracked tensor, until it dies
         self.current = 0
         self.peak = 0
         self.written = 0
         self.active = True
+
+    def _dead(self, ref: "_Ref") -> None:
+        self.refs.pop(id(ref), None)
+        self._release(ref.key)
 
     def _release(self, key: int) -> None:
         entry = self.live.get(key)
@@ -237,29 +254,41 @@ class _Walk(_FastMeta):
             if ops:
                 row.other_ops += ops
                 self.by_kind[kind] += ops
-        for t in _tensors(out):
+        for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
             key = _storage_key(t)
             if key in self.skip:
                 continue
             entry = self.live.get(key)
             if entry is None:
                 nbytes = t.untyped_storage().nbytes()
-                self.live[key] = [nbytes, 1]
+                self.serial += 1
+                self.live[key] = [nbytes, 1, self.serial]
                 self.current += nbytes
                 self.written += nbytes
             else:
                 entry[1] += 1
-            weakref.finalize(t, self._release, key)
+            ref = _Ref(t, self._dead)  # lighter than weakref.finalize
+            ref.key = key
+            self.refs[id(ref)] = ref
         if self.current > self.peak:
             self.peak = self.current
         return out
 
 
 @contextlib.contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Put every submodule in train or eval mode for the pass, then restore each one's."""
-    saved = [(m, m.training) for m in model.modules()]
-    model.train(training)
+def _mode(model: nn.Module, modules: list[nn.Module], training: bool) -> Iterator[None]:
+    """Put every submodule in train or eval mode for the pass, then restore each one's.
+
+    `modules` is every module of `model`. The flags are set directly unless a module
+    overrides `train()` (a frozen batch norm, say): then `model.train()` runs, overrides
+    included.
+    """
+    saved = [(m, m.training) for m in modules]
+    if any(type(m).train is not nn.Module.train for m in modules):
+        model.train(training)
+    else:
+        for m in modules:
+            m.training = training
     try:
         yield
     finally:
@@ -271,37 +300,49 @@ def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     target = dtype if t.is_floating_point() else t.dtype
     out = torch.empty(t.shape, dtype=target, device="meta")
     if isinstance(t, nn.Parameter):
-        out.requires_grad_(t.requires_grad)
+        return nn.Parameter(out, requires_grad=t.requires_grad)
     return out
 
 
 class _Runner:
-    """Calls the module on a meta input with meta parameters, without touching the user's."""
+    """Calls the module on a meta input with meta parameters, without touching the user's.
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+    A module that is not already all-meta gets meta stand-ins for its parameters and
+    buffers for the duration of the call, put straight into each module's `_parameters`
+    and `_buffers` and put back afterwards, whatever happens. Each module is visited once
+    and each tensor gets one stand-in, so tied weights stay tied and a module reached by
+    two paths is swapped once (`torch.func.functional_call`, given every name of a shared
+    module, left meta tensors behind in the user's model).
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, modules: list[nn.Module], state: list[torch.Tensor]) -> None:
+        """`modules`: every module of `model`, each once; `state`: its parameters and buffers, each once."""
         self.model = model
-        tensors = dict(model.named_parameters(remove_duplicate=False))
-        tensors.update(model.named_buffers(remove_duplicate=False))
-        already = all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in tensors.values())
-        self.substitute: dict[str, torch.Tensor] | None = None
-        if already:
-            self.state = list(tensors.values())
-        else:
-            by_id: dict[int, torch.Tensor] = {}  # tied weights stay tied
-            self.substitute = {}
-            for name, t in tensors.items():
-                if id(t) not in by_id:
-                    by_id[id(t)] = _meta_like(t, dtype)
-                self.substitute[name] = by_id[id(t)]
-            self.state = list(by_id.values())
+        self.swaps: list[tuple[dict[str, Any], str, torch.Tensor, torch.Tensor]] = []
+        if all(t.is_meta and (t.dtype == dtype or not t.is_floating_point()) for t in state):
+            self.state = state
+            return
+        stand_in = {id(t): _meta_like(t, dtype) for t in state}
+        self.state = list(stand_in.values())
+        for m in modules:
+            for table in (m._parameters, m._buffers):
+                for name, t in table.items():
+                    if t is not None:
+                        self.swaps.append((table, name, t, stand_in[id(t)]))
 
     def storage_keys(self) -> set[int]:
         return {_storage_key(t) for t in self.state}
 
     def __call__(self, x: torch.Tensor) -> Any:
-        if self.substitute is None:
+        if not self.swaps:
             return self.model(x)
-        return torch.func.functional_call(self.model, self.substitute, (x,))
+        try:
+            for table, name, _, meta in self.swaps:
+                table[name] = meta
+            return self.model(x)
+        finally:
+            for table, name, original, _ in self.swaps:
+                table[name] = original
 
 
 def _resolve(model_or_name: nn.Module | str, input_size: Sequence[int] | None) -> tuple[nn.Module, str, tuple[int, int, int]]:
@@ -309,7 +350,7 @@ def _resolve(model_or_name: nn.Module | str, input_size: Sequence[int] | None) -
         from ..registry import create_model, model_info
 
         info = model_info(model_or_name)
-        with torch.device("meta"):  # shapes only: no weight is allocated
+        with meta_build():  # shapes only: no weight is allocated (or initialised)
             model = create_model(model_or_name)
         size = info.default_input if input_size is None else input_size
         return model, model_or_name, _check_input_size(size)
@@ -328,47 +369,77 @@ def _resolve(model_or_name: nn.Module | str, input_size: Sequence[int] | None) -
     return model, label, _check_input_size(input_size)
 
 
-def _rows(model: nn.Module) -> tuple[list[LayerRecord], dict[nn.Module, LayerRecord]]:
+def _rows(
+    entries: list[tuple[str, nn.Module, int]],
+) -> tuple[list[LayerRecord], dict[nn.Module, LayerRecord], dict[nn.Module, tuple[int, int]], list[torch.Tensor]]:
+    """One row per module in pre-order (`entries` from `replay.module_tree`), each module's
+    subtree as a slice of the rows, and the model's parameters and buffers (each once)."""
+    tensors: list[torch.Tensor] = []
     rows: list[LayerRecord] = []
     by_module: dict[nn.Module, LayerRecord] = {}
+    spans: dict[nn.Module, tuple[int, int]] = {}
+    open_: list[tuple[int, int, nn.Module]] = []  # (depth, first row, module) of unfinished subtrees
     seen: set[int] = set()
-    for name, module in model.named_modules():
-        is_leaf = next(iter(module.children()), None) is None
-        row = LayerRecord(name=name, type=type(module).__name__, depth=name.count(".") + 1 if name else 0, is_leaf=is_leaf)
-        for p in module.parameters(recurse=False):
-            if id(p) in seen:  # a shared parameter is counted where it first appears
+    for i, (name, module, depth) in enumerate(entries):
+        while open_ and open_[-1][0] >= depth:
+            _, first, done = open_.pop()
+            spans[done] = (first, i)
+        open_.append((depth, i, module))
+        is_leaf = all(c is None for c in module._modules.values())
+        row = LayerRecord(name=name, type=type(module).__name__, depth=depth, is_leaf=is_leaf)
+        for p in module._parameters.values():
+            if p is None or id(p) in seen:  # a shared parameter is counted where it first appears
                 continue
             seen.add(id(p))
+            tensors.append(p)
             row.params += p.numel()
             if p.requires_grad:
                 row.trainable_params += p.numel()
+        for b in module._buffers.values():
+            if b is not None and id(b) not in seen:
+                seen.add(id(b))
+                tensors.append(b)
         rows.append(row)
         by_module[module] = row
-    return rows, by_module
+    for _, first, done in open_:
+        spans[done] = (first, len(rows))
+    return rows, by_module, spans, tensors
 
 
 def _hooks(by_module: dict[nn.Module, LayerRecord], stack: list[LayerRecord], root: LayerRecord, itemsize: int) -> list[Any]:
-    handles = []
+    """Global forward hooks (one pair for all modules, cheaper than a pair per module) that
+    keep `stack` and fill each row's calls and shapes; modules outside the model are ignored."""
+    get = by_module.get
 
     def pre(module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        row = by_module[module]
+        row = get(module)
+        if row is None or row is root:
+            return  # the root's own work is charged to the bottom of the stack
         row.calls += 1
-        row.input_shape = _shape_of(inputs[0]) if inputs else None
+        if inputs:
+            first = inputs[0]
+            row.input_shape = list(first.shape) if isinstance(first, torch.Tensor) else _shape_of(first)
+        else:
+            row.input_shape = None
         stack.append(row)
 
     def post(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        row = stack.pop()
-        row.output_shape = _shape_of(output)
-        elements = sum(t.numel() for t in _tensors(output))
+        row = get(module)
+        if row is None or row is root:
+            return
+        stack.pop()
+        if isinstance(output, torch.Tensor):
+            row.output_shape = list(output.shape)
+            elements = output.numel()
+        else:
+            row.output_shape = _shape_of(output)
+            elements = sum(t.numel() for t in _tensors(output))
         row.output_elements = elements
         row.output_bytes = elements * itemsize
 
-    for module, row in by_module.items():
-        if row is root:
-            continue  # the root's own work is charged to the bottom of the stack
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-    return handles
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    return [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
 
 
 def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], err: Exception) -> InputSizeError:
@@ -380,11 +451,28 @@ def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], e
     return InputSizeError(f"input {c}x{h}x{w} does not fit {label}: {where}{received} and failed: {detail}")
 
 
+def _import_dynamo() -> None:
+    """Import torch._dynamo now, if PyTorch has it, rather than during the passes.
+
+    The first op run under a dispatch mode imports it (`torch._compile._disable_dynamo`).
+    Done inside a forward, the import leaves frames in reference cycles that hold the
+    tensors of the running layer; with collection off during the passes, they would stay
+    live and add a phantom activation to the first analysis of a process.
+    """
+    if "torch._dynamo" not in sys.modules:
+        try:
+            importlib.import_module("torch._dynamo")
+        except ImportError:  # pragma: no cover - builds without dynamo
+            pass
+
+
 def analyze(
     model_or_name: nn.Module | str,
     input_size: Sequence[int] | None = None,
     batch_size: int = 1,
     dtype: torch.dtype = torch.float32,
+    *,
+    replay: bool = True,
 ) -> Report:
     """Parameters, MACs, other ops and memory of a network, layer by layer.
 
@@ -392,22 +480,39 @@ def analyze(
     `input_size` is (C, H, W), by default the registry's default input (or
     (in_channels, 224, 224)). Nothing real is allocated: see the module docstring.
     Raises `ConfigError` for a bad size and `InputSizeError` naming the layer where an
-    input too small (or of the wrong shape) stops the network.
+    input too small (or of the wrong shape) stops the network. `replay=False` runs every
+    repeated block instead of replaying its first run (`analysis/replay.py`): same report, slower.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    _import_dynamo()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the passes create many short-lived objects; collections would scan the whole model
+    try:
+        return _analyze(model_or_name, input_size, batch_size, dtype, replay)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _analyze(
+    model_or_name: nn.Module | str, input_size: Sequence[int] | None, batch_size: int, dtype: torch.dtype, replay: bool
+) -> Report:
     t0 = time.perf_counter()
     model, label, size = _resolve(model_or_name, input_size)
     itemsize = torch.empty((), dtype=dtype, device="meta").element_size()
-    rows, by_module = _rows(model)
+    tree = R.module_tree(model)
+    rows, by_module, spans, tensors = _rows(tree[0])
+    modules = list(by_module)
     root = rows[0]
-    runner = _Runner(model, dtype)
+    runner = _Runner(model, dtype, modules, tensors)
     param_keys = runner.storage_keys()
     shape = (batch_size, *size)
     x = torch.empty(shape, dtype=dtype, device="meta")
     input_bytes = x.numel() * itemsize
+    repeated = R.replayable_roots(model, R.fingerprints(model, tree)) if replay else {}
     t1 = time.perf_counter()
 
     # -- pass 1: inference, priced op by op --------------------------------------------
@@ -417,7 +522,7 @@ def analyze(
     root.calls = 1
     root.input_shape = list(shape)
     try:
-        with _mode(model, False), torch.no_grad(), walk:
+        with _mode(model, modules, False), torch.no_grad(), R.patched(repeated, R.InferenceReplay(spans, rows, walk)), walk:
             out = runner(x)
     except ConvzooError:
         raise
@@ -437,8 +542,11 @@ def analyze(
     saved: dict[int, int] = {}
     skip = param_keys | {_storage_key(x)}
 
+    training = R.TrainingReplay(saved, skip)
+
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = _storage_key(t)
+        training.packed(key)
         if key not in skip and key not in saved:
             saved[key] = t.untyped_storage().nbytes()
         return t
@@ -448,7 +556,8 @@ def analyze(
 
     training_error = ""
     try:
-        with _mode(model, True), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), _FastMeta():
+        with _mode(model, modules, True), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), \
+                R.patched(repeated, training), _FastMeta():  # fmt: skip
             out = runner(x)
         del out
     except (ConvzooError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
@@ -456,6 +565,7 @@ def analyze(
         # single value per channel, for instance): report inference, say why not training
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         training_error = f"no training estimate: in train mode the network fails on input {tuple(shape)}: {text}"
+    training.keep.clear()
     t3 = time.perf_counter()
 
     # -- totals ---------------------------------------------------------------------------
@@ -471,8 +581,9 @@ def analyze(
             parent_row.cum_other_ops += row.cum_other_ops
     total_params = sum(r.params for r in rows)
     trainable = sum(r.trainable_params for r in rows)
-    param_bytes = sum(p.numel() for p in _unique(model.parameters())) * itemsize
-    buffer_bytes = sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in _unique(model.buffers()))
+    param_bytes = total_params * itemsize  # each parameter once, as in `_rows`
+    buffers = [t for t in tensors if not isinstance(t, nn.Parameter)]
+    buffer_bytes = sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in buffers)
     grad_bytes = trainable * itemsize
     optimizer_state = {k: v * grad_bytes for k, v in OPTIMIZER_STATE.items()}
     if training_error:
@@ -510,11 +621,4 @@ def analyze(
         memory=memory,
         timings={"setup": t1 - t0, "inference_pass": t2 - t1, "training_pass": t3 - t2, "total": time.perf_counter() - t0},
     )
-
-
-def _unique(tensors: Iterator[torch.Tensor]) -> list[torch.Tensor]:
-    seen: dict[int, torch.Tensor] = {}
-    for t in tensors:
-        seen.setdefault(id(t), t)
-    return list(seen.values())
 

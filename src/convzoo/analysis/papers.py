@@ -253,12 +253,11 @@ def _report(name: str, **kw: Any) -> Any:
 
 
 def _meta_model(name: str) -> Any:
-    import torch
-
+    from ..meta import meta_build
     from ..registry import create_model
 
     try:
-        with torch.device("meta"):
+        with meta_build():
             return create_model(name)
     except UnknownModelError as err:
         raise UnknownModelError(f"this table needs the model {name!r}, which is not registered ({err})") from None

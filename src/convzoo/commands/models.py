@@ -15,11 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _count_params(name: str) -> int:
-    import torch
-
+    from ..meta import meta_build
     from ..registry import create_model
 
-    with torch.device("meta"):  # no real weights: counting needs only shapes
+    with meta_build():  # no real weights: counting needs only shapes
         model = create_model(name)
     return sum(p.numel() for p in model.parameters())
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..meta import clone_meta
 from ..layers.residual import (
     BLOCK_KINDS,
     SHORTCUT_KINDS,
@@ -231,7 +232,7 @@ class ResNet(ZooModel):
             stem["conv"] = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         if not variant.preact:  # a pre-activation unit normalises the stem's output itself
             stem["norm"] = nn.BatchNorm2d(width)
-            stem["act"] = nn.ReLU(inplace=False)
+            stem["act"] = nn.ReLU(inplace=True)
         reduction = 1
         if spec.stem == "imagenet":
             stem["pool"] = nn.MaxPool2d(3, 2, 1)
@@ -246,6 +247,9 @@ class ResNet(ZooModel):
             stride = 1 if i == 0 else 2
             units = []
             for j in range(depth):
+                if j >= 2 and _on_meta(units[1]):  # units 1.. are identical: copy, don't rebuild
+                    units.append(clone_meta(units[1]))
+                    continue
                 units.append(
                     ResidualUnit(
                         channels,
@@ -266,7 +270,7 @@ class ResNet(ZooModel):
         self.stages = nn.Sequential(*stages)
         if variant.preact:  # ECCV 2016: an extra BN-ReLU after the last addition
             self.final: nn.Module = nn.Sequential(
-                OrderedDict(norm=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=False))
+                OrderedDict(norm=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=True))
             )
         else:
             self.final = nn.Identity()
@@ -347,6 +351,12 @@ def convert_torchvision_resnet(state_dict: dict[str, torch.Tensor]) -> dict[str,
 
 def _classifier(features: int, num_classes: int, device: Any = None) -> nn.Module:
     return nn.Linear(features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+
+
+def _on_meta(module: nn.Module) -> bool:
+    """True when `module` was built on the meta device (its first parameter is a meta tensor)."""
+    first = next(module.parameters(), None)
+    return first is not None and first.is_meta
 
 
 def _check_positive(allow_zero: bool = False, **values: int) -> None:

@@ -278,10 +278,11 @@ def _count_params_macs(model_name: str, model_kwargs: dict[str, Any], model: nn.
     params = sum(p.numel() for p in model.parameters())
     try:
         from ..analysis import analyze
+        from ..meta import meta_build
         from ..registry import create_model, list_models
 
         if getattr(model, "zoo_name", None) == model_name and model_name in list_models():
-            with torch.device("meta"):  # shapes only: no copy of real weights
+            with meta_build():  # shapes only: no copy of real weights
                 meta = create_model(model_name, **model_kwargs)
         else:  # any nn.Module (a spec model, your own)
             meta = copy.deepcopy(model).to("meta")

@@ -59,7 +59,8 @@ def feature_maps(model: "nn.Module", image: "torch.Tensor", layers: Sequence[str
     def hook(name: str):
         def fn(_m: Any, _i: Any, out: Any) -> None:
             t = out[0] if isinstance(out, (tuple, list)) else out
-            acts[name] = t.detach()[0].float().cpu()
+            # a copy: an in-place ReLU after this layer would change the tensor it returned
+            acts[name] = t.detach()[0].to("cpu", torch.float32, copy=True)
 
         return fn
 
@@ -215,7 +216,10 @@ def top_patches(
     best_val = {c: torch.full((n,), -math.inf) for c in channels}
     best_pos = {c: torch.zeros((n, 2), dtype=torch.long) for c in channels}
     grabbed: list[torch.Tensor] = []
-    handle = target.register_forward_hook(lambda _m, _i, out: grabbed.append(out[0] if isinstance(out, (tuple, list)) else out))
+    # a copy: an in-place ReLU after the layer would change the tensor it returned
+    handle = target.register_forward_hook(
+        lambda _m, _i, out: grabbed.append((out[0] if isinstance(out, (tuple, list)) else out).detach().clone())
+    )
     was_training = model.training
     model.eval()
     n_channels = None
