@@ -283,17 +283,17 @@ def _mode(model: nn.Module, modules: list[nn.Module], training: bool) -> Iterato
     overrides `train()` (a frozen batch norm, say): then `model.train()` runs, overrides
     included.
     """
-    saved = [(m, m.training) for m in modules]
+    saved = [(m.__dict__, m.training) for m in modules]
     if any(type(m).train is not nn.Module.train for m in modules):
         model.train(training)
     else:
-        for m in modules:
-            m.training = training
+        for d, _ in saved:  # a plain attribute: skip nn.Module.__setattr__'s checks
+            d["training"] = training
     try:
         yield
     finally:
-        for m, flag in saved:
-            m.training = flag
+        for d, flag in saved:
+            d["training"] = flag
 
 
 def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
