@@ -190,8 +190,11 @@ def extras(name: str) -> dict[str, float]:
                              "avgpool_in": 0, "avgpool_out": 0,
                              # ops done by code in a forward (F.relu, F.adaptive_avg_pool2d, x + y), not by a module
                              "functional": sum(row.other_ops for row in r.layers if not row.is_leaf)}
+    module_pool_ops = 0
     for row in r.layers:
         module = model.get_submodule(row.name) if row.name else model
+        if isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d)):
+            module_pool_ops += row.other_ops
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and module.bias is not None:
             out["bias"] += row.output_elements * row.calls
         elif isinstance(module, torch.nn.BatchNorm2d):
@@ -206,14 +209,18 @@ def extras(name: str) -> dict[str, float]:
             out["adaptive_in"] += el(row.input_shape)
             area = el(row.input_shape[2:]) // el(row.output_shape[2:])
             out["adaptive_thop"] += (area + 1) * row.output_elements
+    # pooling done by a functional call in a forward (DenseNet's F.adaptive_avg_pool2d): the
+    # pooling column minus what pooling modules did (adaptive pooling is priced at its input)
+    out["functional_pool_in"] = r.other_ops_by_kind["pool"] - module_pool_ops
     return out
 
 
 EXPLAIN: dict[str, tuple[str, Callable[[dict[str, float]], float]]] = {
     "torchinfo": ("MACs + one per output element for each bias + batch norm's parameter count (once)",
                   lambda e: e["macs"] + e["bias"] + e["bn_params"]),
-    "fvcore": ("MACs + 2 per batch-norm element + adaptive average pooling's input elements (biases not counted)",
-               lambda e: e["macs"] + 2 * e["bn_elems"] + e["adaptive_in"]),
+    "fvcore": ("MACs + 2 per batch-norm element + adaptive average pooling's input elements, modules and "
+               "functional calls (biases not counted)",
+               lambda e: e["macs"] + 2 * e["bn_elems"] + e["adaptive_in"] + e["functional_pool_in"]),
     "ptflops": ("MACs + biases + 2 per batch-norm element + the input elements of ReLU, max-, average- and "
                 "adaptive-pool modules counted twice (its module hook and its patch of the torch.nn.functional "
                 "call inside the module both fire)",
