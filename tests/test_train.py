@@ -194,6 +194,28 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path, fake_data)
         train(cfg, progress=False)
 
 
+def test_tensorboard_events_hold_the_logged_scalars(tmp_path, fake_data):
+    pytest.importorskip("tensorboard")  # in the `test` extra, so CI runs this
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = TrainConfig(
+        model="lenet5", data="fashion-mnist", data_dir=str(fake_data), epochs=2, batch_size=64, lr=0.05,
+        augment="none", log_every=2, out=str(tmp_path / "tb"),
+    )  # fmt: skip
+    run = train(cfg, progress=False)
+    recs = _records(run)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/top1", "train/lr", "epoch/test_top1", "epoch/train_loss"} <= tags
+    steps = [r for r in recs if r["kind"] == "step"]
+    logged = events.Scalars("train/loss")
+    assert [e.step for e in logged] == [r["step"] for r in steps]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
+    test_top1 = [e.value for e in events.Scalars("epoch/test_top1")]
+    assert test_top1 == pytest.approx([r["test_top1"] for r in recs if r["kind"] == "epoch"], rel=1e-6)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fake_data):
     cfg = TrainConfig(
         model="lenet5", data="fashion-mnist", data_dir=str(fake_data), epochs=1, batch_size=32, lr=1e8,
