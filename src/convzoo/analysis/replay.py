@@ -186,11 +186,9 @@ def _key(t: torch.Tensor) -> int:
 
 
 class _Replay:
-    """What both passes share: the records, the rows of each module's subtree, patching."""
+    """What both passes share: the records and the replaying forward."""
 
-    def __init__(self, spans: dict[nn.Module, tuple[int, int]], rows: list[Any]) -> None:
-        self.spans = spans
-        self.rows = rows
+    def __init__(self) -> None:
         self.records: dict[Any, Any] = {}
 
     def wrap(self, module: nn.Module, fp: int) -> Callable[..., Any]:
@@ -223,7 +221,9 @@ class InferenceReplay(_Replay):
     """Pass 1: rows (ops, calls, shapes), ops by kind, bytes written and the peak."""
 
     def __init__(self, spans: dict[nn.Module, tuple[int, int]], rows: list[Any], walk: Any) -> None:
-        super().__init__(spans, rows)
+        super().__init__()
+        self.spans = spans  # each module's subtree, as a slice of `rows`
+        self.rows = rows
         self.walk = walk
 
     def record(self, module: nn.Module, forward: Callable[..., Any], x: torch.Tensor) -> tuple[Any, Any]:
@@ -277,7 +277,7 @@ class TrainingReplay(_Replay):
     """Pass 2: the storages autograd saves (its input, its output, internal bytes)."""
 
     def __init__(self, saved: dict[int, int], skip: set[int]) -> None:
-        super().__init__({}, [])
+        super().__init__()
         self.saved = saved
         self.skip = skip
         self.keep: list[torch.Tensor] = []  # keeps keys in `saved` from being reused by new storages
