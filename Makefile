@@ -10,7 +10,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,serve,export]'
 	touch $@
 
 venv: $(VENV)/.installed
