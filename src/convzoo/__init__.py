@@ -14,6 +14,7 @@ _LAZY = {
     "list_models": ("convzoo.registry", "list_models"),
     "create_model": ("convzoo.registry", "create_model"),
     "model_info": ("convzoo.registry", "model_info"),
+    "list_weights": ("convzoo.weights", "list_weights"),
     "register_model": ("convzoo.registry", "register_model"),
     "from_spec": ("convzoo.notation", "from_spec"),
     "to_spec": ("convzoo.notation", "to_spec"),

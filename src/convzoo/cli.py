@@ -21,10 +21,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "paper": ("convzoo.commands.paper", "the lecture's tables: published numbers against computed ones"),
     "train": ("convzoo.commands.train", "train a model with a paper's protocol"),
     "eval": ("convzoo.commands.eval", "evaluate a checkpoint (top-1/top-5, crops, scales, dense)"),
-    "predict": ("convzoo.commands.predict", "top-5 classes of images from a checkpoint"),
+    "predict": ("convzoo.commands.predict", "top-5 classes of images from a checkpoint or shipped weights"),
     "viz": ("convzoo.commands.viz", "pictures: filters, feature maps, curves, architecture, comparisons"),
     "report": ("convzoo.commands.report", "one self-contained HTML report of a model or run"),
     "experiment": ("convzoo.commands.experiment", "run an experiment that reproduces a lecture claim"),
+    "weights": ("convzoo.commands.weights", "the trained weights that ship with convzoo, and how each was made"),
+    "export": ("convzoo.commands.export", "export a model or run to ONNX or torch.export, checked against PyTorch"),
 }
 
 

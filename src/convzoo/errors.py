@@ -54,3 +54,7 @@ class CheckpointError(ConvzooError):
 
 class ConfigError(ConvzooError, ValueError):
     """An invalid option or configuration value."""
+
+
+class WeightsError(ConvzooError):
+    """Shipped weights that do not exist, do not fit the request, or fail their checks."""

@@ -105,14 +105,27 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    weights: str | None = None,
     **kwargs: Any,
 ) -> "nn.Module":
-    """Build the registered model `name` with freshly initialised weights.
+    """Build the registered model `name`.
 
     `num_classes` and `in_channels` default to the model's own (1000 and 3 for the
     ImageNet networks); other keyword arguments go to the family's builder.
+    `weights=None` gives freshly initialised weights; `weights="fashion-mnist"` (a tag
+    `convzoo weights` lists) the shipped trained ones, in eval mode, with their metadata in
+    `model.weights_meta`. Weights that do not exist, or a `num_classes` / `in_channels`
+    they cannot serve, raise `WeightsError`.
     """
     info = model_info(name)
+    meta = None
+    if weights is not None:
+        from .weights import check_request, weights_info
+
+        meta = weights_info(name, weights)
+        check_request(meta, num_classes, in_channels)
+        num_classes, in_channels = meta["num_classes"], meta["in_channels"]
+        kwargs = {**meta.get("model_kwargs", {}), **kwargs}
     args = dict(info.kwargs)
     args.update(kwargs)
     if num_classes is not None:
@@ -121,4 +134,9 @@ def create_model(
         args["in_channels"] = in_channels
     model = info.builder(**args)
     model.zoo_name = name
+    if meta is not None:
+        from .weights import load_weights
+
+        model.weights_meta = load_weights(model, name, weights)
+        model.eval()
     return model

@@ -1,11 +1,12 @@
-"""Top-5 classes of images from a checkpoint.
+"""Top-5 classes of images from a checkpoint, or from the weights that ship with convzoo.
 
 Each IMAGE (PNG or JPEG) is decoded by PIL, converted to the checkpoint's channels
 (grey or RGB), brought to the training data's native size and preprocessed exactly as the
 test images were during training (resize or padding to the model's input, normalisation).
-Example:
+Examples:
 
-  convzoo predict runs/demo shoe.png shirt.jpg
+  convzoo predict runs/demo shoe.png shirt.jpg        # a run folder or checkpoint first
+  convzoo predict shoe.png --model resnet20           # shipped weights (`convzoo weights`)
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG)")
+    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
+                   help="a checkpoint file or run folder, then image files (PNG, JPEG); with --model only images")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="use the shipped trained weights of this model instead of a checkpoint")
+    p.add_argument("--weights", default="fashion-mnist", metavar="TAG",
+                   help="which shipped weights with --model (default: fashion-mnist)")  # fmt: skip
     p.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default: 5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when the run kept an EMA")
@@ -90,7 +95,19 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be positive, got {args.top}")
     device = resolve_device(args.device)
-    model, ckpt = load_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    if args.model is not None:
+        from ..registry import create_model
+        from ..weights import as_checkpoint
+
+        args.images = list(args.inputs)
+        model = create_model(args.model, weights=args.weights)
+        ckpt = as_checkpoint(model.weights_meta)
+    else:
+        if len(args.inputs) < 2:
+            raise ConfigError("give a checkpoint (or run folder) and at least one image, "
+                              "or images with --model NAME for shipped weights")  # fmt: skip
+        args.images = list(args.inputs[1:])
+        model, ckpt = load_checkpoint(args.inputs[0], use_ema=not args.no_ema)
     channels = int(ckpt.get("in_channels") or getattr(model, "in_channels", 3))
     config = ckpt.get("config") or {}
     name = ckpt.get("data") or config.get("data") or ""

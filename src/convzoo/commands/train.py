@@ -50,7 +50,7 @@ _HELP: dict[str, str] = {
     "channels_last": "channels-last memory format for the model and the batches",
     "compile": "torch.compile the model",
     "input_size": "square input side (default: the model's default input)",
-    "augment": "training augmentation: none, standard (pad-crop and flip), jitter (VGG scale jittering)",
+    "augment": "training augmentation: none, flip (horizontal flip only), standard (pad-crop and flip), jitter (VGG scale jittering)",
     "subset": "use only the first N train and N test images (smoke runs)",
     "max_steps": "stop after this many optimizer steps",
     "out": "run folder (with --name: its parent); default runs/NAME",
@@ -68,7 +68,7 @@ _HELP: dict[str, str] = {
     "threads": "CPU threads for torch",
 }
 #: Fields that have no flag (set them in a --config file).
-_FILE_ONLY = {"model", "model_kwargs"}
+_FILE_ONLY = {"model", "model_kwargs", "recipe"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
                    help="registered model name (`convzoo models`)")  # fmt: skip
     p.add_argument("--config", metavar="FILE.toml", help="read TrainConfig fields from a TOML file")
+    p.add_argument("--no-recipe", action="store_true",
+                   help="start from TrainConfig's defaults even when MODEL has a shipped recipe for the data set "
+                   "(by default `convzoo train lenet5 --data fashion-mnist` trains the recipe of the shipped "
+                   "weights, `convzoo weights`; flags override it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print only the result")
     p.add_argument("--json", action="store_true", help="print summary.json at the end")
     for f in dataclasses.fields(TrainConfig):
@@ -146,9 +150,20 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if args.config:
         values.update(TrainConfig.from_toml(args.config).to_dict())
+    elif not given.get("resume") and not getattr(args, "no_recipe", False):
+        values.update(_shipped_recipe(given.get("model"), given.get("data")))
     values.update(given)
     if values.get("resume"):
-        previous = _previous_config(TrainConfig.from_dict(values, source="the command line"))
+        asked = TrainConfig.from_dict(values, source="the command line")
+        folder = asked.run_dir()
+        if asked.resume == "auto" and not (folder / "config.json").is_file() and not (folder / "checkpoints").is_dir():
+            from ..errors import CheckpointError
+
+            raise CheckpointError(
+                f"nothing to resume: there is no run in {str(folder)!r} (give the run's --out/--name, "
+                "or --resume PATH)"
+            )
+        previous = _previous_config(asked)
         if previous is not None:
             merged = {k: v for k, v in previous.items() if k not in ("resume", "overwrite")}
             if args.config:
@@ -159,6 +174,20 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         return TrainConfig.from_dict(values, source="the command line").validate()
     except TypeError as err:  # a wrong type in a file
         raise ConfigError(str(err)) from None
+
+
+def _shipped_recipe(model: str | None, data: str | None) -> dict[str, Any]:
+    """The fields of the shipped weights' recipe for MODEL on DATA, or nothing."""
+    if not model or not data:
+        return {}
+    from ..weights import recipe_path
+
+    path = recipe_path(model, data)
+    if path is None:
+        return {}
+    values = TrainConfig.from_toml(path).to_dict()
+    values["recipe"] = f"convzoo/weights/recipes/{path.name}"
+    return values
 
 
 def _previous_config(cfg: TrainConfig) -> dict[str, Any] | None:

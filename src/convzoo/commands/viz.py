@@ -19,12 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description="The first convolution's filters, each normalised on its own (AlexNet Fig. 3).")
     f.add_argument("ref", metavar="MODEL|CHECKPOINT", help="registry name, checkpoint file or run folder")
     f.add_argument("--columns", type=int, default=None, help="filters per row (default: about sqrt(1.6 n))")
+    f.add_argument("--random", action="store_true",
+                   help="with a model name: freshly initialised weights even when trained ones ship")  # fmt: skip
     _out(f)
 
     ft = sub.add_parser("features", help="feature maps for an image and the top activating dataset patches",
                         description="Feature maps of chosen layers for IMAGE, and for chosen channels the dataset "
                         "patches (receptive fields) that excite them most.")
-    ft.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or run folder")
+    ft.add_argument("checkpoint", metavar="CHECKPOINT|MODEL",
+                    help="checkpoint file, run folder, or a model name with shipped weights (`convzoo weights`)")
     ft.add_argument("image", metavar="IMAGE", help="an image file (PNG/JPEG), or test:N / train:N for the N-th image "
                     "of the checkpoint's data set")
     ft.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
@@ -85,7 +88,11 @@ def _filters(args: argparse.Namespace) -> int:
     from ..viz._common import load_model_or_checkpoint, save_figure
     from ..viz.filters import plot_filters
 
-    model, _ = load_model_or_checkpoint(args.ref)
+    model, ckpt = load_model_or_checkpoint(args.ref, shipped=not args.random)
+    if ckpt is not None and ckpt.get("weights"):
+        print(f"shipped weights {ckpt['weights']} (`convzoo weights`)")
+    elif ckpt is None:
+        print(f"{args.ref}: freshly initialised weights (no shipped weights for it; give a run folder for trained ones)")
     return _done(save_figure(plot_filters(model, columns=args.columns), args.out))
 
 
@@ -203,13 +210,20 @@ def prepare(images_u8: Any, model: Any, ckpt: dict[str, Any], data: str | None) 
 
 def _features(args: argparse.Namespace) -> int:
     from ..errors import CheckpointError, ConfigError
-    from ..viz._common import find_checkpoint, load_checkpoint, save_figure
+    from ..viz._common import find_checkpoint, load_checkpoint, load_model_or_checkpoint, save_figure
     from ..viz.features import default_layers, feature_maps, plot_feature_maps, plot_top_patches, top_patches
 
     path = find_checkpoint(args.checkpoint)
-    if path is None:
+    if path is not None:
+        model, ckpt = load_checkpoint(path)
+    elif "/" in args.checkpoint or args.checkpoint.endswith(".pt"):
         raise CheckpointError(f"no such checkpoint or run folder: {args.checkpoint!r}")
-    model, ckpt = load_checkpoint(path)
+    else:
+        model, shipped = load_model_or_checkpoint(args.checkpoint, shipped=True)
+        if shipped is None:
+            raise CheckpointError(f"{args.checkpoint} has no shipped weights (`convzoo weights` lists those that do); "
+                                  "give a checkpoint file or run folder")  # fmt: skip
+        ckpt = shipped
     model.eval()
     layers = args.layers or default_layers(model)
     if not layers:

@@ -333,7 +333,7 @@ def make_augment(
 ) -> Augment:
     """The augmentation of a recipe for a data set and a model input size.
 
-    recipe "none": resize + normalise; "standard": pad-crop by input/8 (4 at 32, CIFAR's) and
+    recipe "none": resize + normalise; "flip": that and a horizontal flip; "standard": pad-crop by input/8 (4 at 32, CIFAR's) and
     horizontal flip (no flip for mnist: digits are not mirror-symmetric); "jitter": VGG's
     scale jittering S ~ U[Smin, 2 Smin], Smin = input*8/7 (256 for 224), random crop, flip.
     train=False gives the matching deterministic transform (resize to Q, centre crop).
@@ -368,5 +368,7 @@ def make_augment(
         kw["size"] = size
         if recipe == "standard" and train:
             kw.update(pad_crop=max(1, input_size // 8), flip=base != "mnist")
+        elif recipe == "flip" and train:
+            kw.update(flip=base != "mnist")
     kw.update(overrides)
     return Augment(**kw)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 #: augmentation recipes of `make_augment` (here so the CLI can list them without torch)
-RECIPES = ("none", "standard", "jitter")
+RECIPES = ("none", "flip", "standard", "jitter")
 DATA_ENV = "CONVZOO_DATA"
 #: Debian's data-set packages install here (`apt-get install -y dataset-fashion-mnist`).
 SYSTEM_DIR = Path("/usr/share/datasets")

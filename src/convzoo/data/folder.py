@@ -189,7 +189,7 @@ def folder_transform(
 
     Training: "standard" = random-resized crop + flip (the usual ImageNet recipe);
     "jitter" = VGG's scale jittering (shorter side S ~ U[Smin, 2 Smin], Smin = input*8/7,
-    256 for 224), random crop, flip; "none" = the evaluation transform. Evaluation: shorter
+    256 for 224), random crop, flip; "flip" = the evaluation transform and a flip; "none" = the evaluation transform. Evaluation: shorter
     side resized to `resize` (default input*8/7, 256 for 224) then a centre crop.
     """
     from torchvision.transforms import v2
@@ -206,13 +206,15 @@ def folder_transform(
         return v2.Compose(evaluation + tail)
     if recipe == "standard":
         return v2.Compose([v2.RandomResizedCrop(input_size, antialias=True), v2.RandomHorizontalFlip()] + tail)
+    if recipe == "flip":
+        return v2.Compose(evaluation + [v2.RandomHorizontalFlip()] + tail)
     if recipe == "jitter":
         smin = round(input_size * 8 / 7)
         return v2.Compose(
             [v2.RandomShortestSize(list(range(smin, 2 * smin + 1)), antialias=True), v2.RandomCrop(input_size),
              v2.RandomHorizontalFlip()] + tail  # fmt: skip
         )
-    raise ConfigError(f"unknown augmentation recipe {recipe!r}; expected none, standard or jitter")
+    raise ConfigError(f"unknown augmentation recipe {recipe!r}; expected none, flip, standard or jitter")
 
 
 def make_folder_loader(

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "plateau", "cosine", "onecycle", "constant")
-AUGMENTS = ("none", "standard", "jitter")
+AUGMENTS = ("none", "flip", "standard", "jitter")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -40,6 +40,9 @@ class TrainConfig:
     """When the data set is found nowhere, download it with torchvision (needs the network)."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the model's builder (TOML only)."""
+    recipe: str | None = None
+    """The shipped recipe this run started from (`convzoo train MODEL --data DATA` starts from
+    `convzoo/weights/recipes/MODEL.toml` when its data set is DATA); recorded, not a flag."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -79,7 +82,7 @@ class TrainConfig:
     input_size: int | None = None
     """Square input side; default: the model's registry default input."""
     augment: str = "standard"
-    """Training augmentation recipe: none, standard (pad-crop, flip), jitter (VGG scale jittering)."""
+    """Training augmentation recipe: none, flip (horizontal flip only), standard (pad-crop, flip), jitter (VGG scale jittering)."""
     subset: int | None = None
     """Use only the first N training and N test images (smoke runs)."""
     max_steps: int | None = None

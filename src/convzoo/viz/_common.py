@@ -93,16 +93,26 @@ def _load_checkpoint_fallback(path: Path) -> tuple["nn.Module", dict[str, Any]]:
     return model, ckpt
 
 
-def load_model_or_checkpoint(ref: str) -> tuple["nn.Module", dict[str, Any] | None]:
-    """A registry name gives a freshly initialised model; a file or run folder its trained one."""
+def load_model_or_checkpoint(ref: str, *, shipped: bool = False) -> tuple["nn.Module", dict[str, Any] | None]:
+    """A file or run folder gives its trained model; a registry name a freshly initialised
+    one, or, with `shipped`, its shipped trained weights when it has some (`convzoo weights`),
+    with their checkpoint-like fields (data set, input size, classes)."""
     ckpt_path = find_checkpoint(ref)
     if ckpt_path is not None:
         model, ckpt = load_checkpoint(ckpt_path)
         return model, ckpt
     if "/" in ref or ref.endswith(".pt"):
         raise CheckpointError(f"no such checkpoint or run folder: {ref!r}")
-    from ..registry import create_model
+    from ..registry import create_model, model_info
 
+    model_info(ref)  # an unknown name fails here, with suggestions
+    if shipped:
+        from ..weights import as_checkpoint, list_weights
+
+        tags = [m["tag"] for m in list_weights(ref) if m["model"] == ref]
+        if tags:
+            model = create_model(ref, weights=tags[0])
+            return model, as_checkpoint(model.weights_meta)
     return create_model(ref), None
 
 
