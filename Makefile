@@ -23,9 +23,7 @@ data:
 	fi
 
 demo: venv data
-	$(VENV)/bin/convzoo train lenet5 --data fashion-mnist --epochs 10 --batch-size 128 --lr 0.1 --nesterov \
-		--label-smoothing 0.1 --schedule cosine --augment none --amp bf16 --channels-last --threads 1 \
-		--out runs/demo --overwrite
+	$(VENV)/bin/convzoo train lenet5 --data fashion-mnist --epochs 10 --threads 1 --out runs/demo --overwrite
 
 test: venv data
 	$(PY) -m pytest -q tests
