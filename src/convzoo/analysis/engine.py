@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import sys
 import time
 import weakref
@@ -135,6 +134,229 @@ def _conv_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return torch.empty((x.shape[0], w.shape[0], *spatial), dtype=x.dtype, device=x.device)
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _dense_like(x: Any) -> Any:
+    # `empty_like` (which keeps a dense tensor's strides) for a contiguous or channels-last
+    # meta tensor; None for any other
+    if not isinstance(x, torch.Tensor) or not x.is_meta:
+        return None
+    if x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    return None
+
+
+def _scalar_like(t: Any) -> bool:
+    # a Python number reaches an op as a 0-dim "wrapped number" tensor (on the CPU); a 0-dim
+    # tensor takes no part in type promotion against a float tensor unless it is complex
+    return isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_complex()
+
+
+def _elementwise_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # add/mul/div of contiguous same-dtype floating meta tensors (with broadcasting) and
+    # scalars: a contiguous result of the broadcast shape. PyTorch's meta kernels for these
+    # are Python references (torch._refs).
+    if kwargs or len(args) != 2:
+        return None
+    full = [a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0]
+    if not full or any(not (_scalar_like(a) or isinstance(a, (int, float)) and not isinstance(a, bool))
+                       for a in args if not (isinstance(a, torch.Tensor) and a.dim() > 0)):  # fmt: skip
+        return None
+    first = full[0]
+    if not first.dtype.is_floating_point:
+        return None
+    shape: list[int] = []
+    for t in full:
+        if not t.is_meta or t.dtype != first.dtype or not t.is_contiguous():
+            return None
+        if t.dim() > len(shape):
+            shape = [1] * (t.dim() - len(shape)) + shape
+        for i, size in enumerate(t.shape, start=len(shape) - t.dim()):
+            if size != shape[i]:
+                if shape[i] == 1:
+                    shape[i] = size
+                elif size != 1:
+                    return None  # not broadcastable: PyTorch raises its own error
+    return torch.empty(shape, dtype=first.dtype, device=first.device)
+
+
+def _unary_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # tanh, sigmoid, pow(x, number) of a floating meta tensor: a result laid out like it
+    x = args[0]
+    if kwargs or not x.dtype.is_floating_point:
+        return None
+    if len(args) == 2 and (isinstance(args[1], bool) or not isinstance(args[1], (int, float))):
+        return None
+    return _like(x) if len(args) <= 2 else None
+
+
+def _mean_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # aten.mean.dim(x, dims, keepdim=False): average pooling written as `x.mean((2, 3))`
+    x = args[0]
+    if kwargs or len(args) < 2 or len(args) > 3 or not x.dtype.is_floating_point or not x.is_contiguous():
+        return None
+    dims, keepdim = args[1], (args[2] if len(args) == 3 else False)
+    if not isinstance(dims, (list, tuple)) or not dims or not isinstance(keepdim, bool):
+        return None
+    n = x.dim()
+    if any(isinstance(d, bool) or not isinstance(d, int) or not -n <= d < n for d in dims):
+        return None
+    reduced = {d % n for d in dims}
+    if len(reduced) != len(dims):
+        return None
+    shape = [1 if i in reduced else s for i, s in enumerate(x.shape) if keepdim or i not in reduced]
+    return torch.empty(shape, dtype=x.dtype, device=x.device)
+
+
+def _channels_last_like(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    # PyTorch's test for channels-last strides (`suggest_memory_format`), 4-d and 5-d
+    if len(shape) == 4:
+        order = (1, 3, 2, 0)
+    elif len(shape) == 5:
+        order = (1, 4, 3, 2, 0)
+    else:
+        return False
+    if strides[1] == 0:
+        return False
+    least = 0
+    for d in order:
+        if shape[d] == 0 or strides[d] < least:
+            return False
+        if d == 0 and least == strides[1]:
+            return False
+        least = strides[d] * shape[d]
+    return True
+
+
+def _pool_input(x: Any, spatial: int) -> Any:
+    # the memory format of a pooling result for a dense input of `spatial` pooled dims, or None
+    if not isinstance(x, torch.Tensor) or not x.is_meta or not x.dtype.is_floating_point:
+        return None
+    if x.dim() not in (spatial + 1, spatial + 2) or x.numel() == 0:
+        return None
+    if spatial == 2 and _channels_last_like(x.shape, x.stride()):
+        return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+    # PyTorch's 3-d pooling result is contiguous whatever the input's layout; take only the plain case
+    return torch.contiguous_format if x.is_contiguous() else None
+
+
+def _pool_args(value: Any, spatial: int, default: Any = None) -> tuple[int, ...] | None:
+    # a kernel/stride/padding/dilation argument: one int for all dims, or one per dim
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * spatial
+    if not isinstance(value, (list, tuple)) or len(value) not in (1, spatial):
+        return None
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        return None
+    return tuple(value) * spatial if len(value) == 1 else tuple(value)
+
+
+def _pooled_size(size: int, k: int, pad: int, stride: int, dilation: int, ceil: bool) -> int | None:
+    # PyTorch's `pooling_output_shape` and the checks around it; None where PyTorch raises
+    if k < 1 or stride < 1 or dilation < 1 or pad < 0 or pad > ((k - 1) * dilation + 1) // 2 or pad > k // 2:
+        return None
+    out = (size + 2 * pad - dilation * (k - 1) - 1 + (stride - 1 if ceil else 0)) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out if out >= 1 else None
+
+
+def _pool_meta(spatial: int, with_indices: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    # max_pool2d_with_indices(x, kernel, stride=(), padding=0, dilation=1, ceil_mode=False) and
+    # avg_pool2d/3d(x, kernel, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+    # divisor_override=None): PyTorch's meta kernels are Python (torch._meta_registrations)
+    names = ("kernel", "stride", "padding", "dilation", "ceil_mode") if with_indices else (
+        "kernel", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+    def rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs or not args or len(args) > len(names) + 1:
+            return None
+        fmt = _pool_input(args[0], spatial)
+        if fmt is None:
+            return None
+        given = dict(zip(names, args[1:]))
+        kernel = _pool_args(given.get("kernel"), spatial)
+        if kernel is None:
+            return None
+        stride = _pool_args(given.get("stride"), spatial, kernel)
+        padding = _pool_args(given.get("padding", 0), spatial)
+        dilation = _pool_args(given.get("dilation", 1), spatial)
+        ceil = given.get("ceil_mode", False)
+        if stride is None or padding is None or dilation is None or not isinstance(ceil, bool):
+            return None
+        if not isinstance(given.get("count_include_pad", True), bool) or given.get("divisor_override") is not None:
+            return None
+        x = args[0]
+        sizes = []
+        for i, size in enumerate(x.shape[-spatial:]):
+            if spatial == 3 and size < kernel[i]:
+                return None  # PyTorch's 3-d average pooling refuses an input smaller than the kernel
+            out = _pooled_size(size, kernel[i], padding[i], stride[i], dilation[i], ceil)
+            if out is None:
+                return None
+            sizes.append(out)
+        shape = (*x.shape[:-spatial], *sizes)
+        result = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+        if not with_indices:
+            return result
+        return result, torch.empty(shape, dtype=torch.int64, device=x.device, memory_format=fmt)
+
+    return rule
+
+
+def _adaptive_avg_pool2d_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if kwargs or len(args) != 2:
+        return None
+    x, size = args
+    fmt = _pool_input(x, 2)
+    size = _pool_args(size, 2)
+    if fmt is None or size is None or min(size) < 0:
+        return None
+    return torch.empty((*x.shape[:-2], *size), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _index_copy_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # index_copy(x, dim, index, source): a result like x (LeNet-5's partial connection table)
+    if kwargs or len(args) != 4:
+        return None
+    x, dim, index, source = args
+    if not isinstance(x, torch.Tensor) or not x.is_contiguous() or isinstance(dim, bool) or not isinstance(dim, int):
+        return None
+    if not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 1:
+        return None
+    if not isinstance(source, torch.Tensor) or source.dtype != x.dtype or source.dim() != x.dim() or x.dim() == 0:
+        return None
+    if not -x.dim() <= dim < x.dim() or not (x.is_meta and index.is_meta and source.is_meta):
+        return None
+    d = dim % x.dim()
+    if source.shape[d] != index.shape[0] or any(a != b for i, (a, b) in enumerate(zip(x.shape, source.shape)) if i != d):
+        return None
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _addmm_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # aten.addmm(bias, mat1, mat2): what `F.linear` runs; PyTorch's meta kernel is a Python
+    # decomposition. Only the plain case: alpha = beta = 1, 2-d same-dtype matrices, a bias of
+    # the output's last size or of its full shape.
+    if len(args) != 3 or kwargs:
+        return None
+    bias, a, b = args
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or not isinstance(bias, torch.Tensor):
+        return None
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or not (a.dtype == b.dtype == bias.dtype):
+        return None
+    if not b.is_meta or not bias.is_meta:
+        return None
+    n, m = a.shape[0], b.shape[1]
+    if tuple(bias.shape) not in ((m,), (1, m), (n, m)):
+        return None
+    return torch.empty((n, m), dtype=a.dtype, device=a.device)
+
+
 def _cat_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     tensors = args[0] if args else None
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
@@ -165,9 +387,24 @@ def _fast_rules() -> dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], Any]]
         aten.native_batch_norm.default: lambda a, k: _batch_norm_meta(a, k) if a[0].dim() >= 2 else None,
         aten.relu.default: lambda a, k: _like(a[0]),
         aten.relu_.default: lambda a, k: a[0],  # in place: the result is the argument itself
-        aten.add.Tensor: lambda a, k: _like(a[0]) if _same_layout(a) else None,
+        aten.add.Tensor: lambda a, k: _like(a[0]) if _same_layout(a) else _elementwise_meta(a, k),
         aten.add_.Tensor: lambda a, k: a[0] if _same_layout(a) else None,
         aten.convolution.default: _conv_meta,
+        aten.addmm.default: _addmm_meta,
+        aten.mul.Tensor: _elementwise_meta,
+        aten.div.Tensor: _elementwise_meta,
+        aten.tanh.default: _unary_meta,
+        aten.sigmoid.default: _unary_meta,
+        aten.pow.Tensor_Scalar: _unary_meta,
+        aten.mean.dim: _mean_meta,
+        aten.max_pool2d_with_indices.default: _pool_meta(2, True),
+        aten.avg_pool2d.default: _pool_meta(2, False),
+        aten.avg_pool3d.default: _pool_meta(3, False),
+        aten._adaptive_avg_pool2d.default: _adaptive_avg_pool2d_meta,
+        aten.index_copy.default: _index_copy_meta,
+        aten.empty_like.default: lambda a, k: None if k or len(a) != 1 else _dense_like(a[0]),
+        aten.div_.Scalar: lambda a, k: a[0] if not k and len(a) == 2 and _number(a[1]) and a[0].dtype.is_floating_point
+        else None,
     }
 
     def on_meta(rule: Callable[[tuple[Any, ...], dict[str, Any]], Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
@@ -194,6 +431,13 @@ class _FastMeta(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.fast = _fast_rules()
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # PyTorch (2.6 and later) wraps a mode's __torch_dispatch__ in `torch._disable_dynamo`,
+        # whose first call imports torch._dynamo (1 to 4 s and about 200 MB on a cold start).
+        # Nothing here is ever compiled, so the wrapper is not needed.
+        return False
 
     def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         fast = self.fast.get(func)
@@ -451,19 +695,8 @@ def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], e
     return InputSizeError(f"input {c}x{h}x{w} does not fit {label}: {where}{received} and failed: {detail}")
 
 
-def _import_dynamo() -> None:
-    """Import torch._dynamo now, if PyTorch has it, rather than during the passes.
-
-    The first op run under a dispatch mode imports it (`torch._compile._disable_dynamo`).
-    Done inside a forward, the import leaves frames in reference cycles that hold the
-    tensors of the running layer; with collection off during the passes, they would stay
-    live and add a phantom activation to the first analysis of a process.
-    """
-    if "torch._dynamo" not in sys.modules:
-        try:
-            importlib.import_module("torch._dynamo")
-        except ImportError:  # pragma: no cover - builds without dynamo
-            pass
+def _dynamo_imported() -> bool:
+    return "torch._dynamo" in sys.modules
 
 
 def analyze(
@@ -487,11 +720,19 @@ def analyze(
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    _import_dynamo()
+    had_dynamo = _dynamo_imported()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the passes create many short-lived objects; collections would scan the whole model
     try:
-        return _analyze(model_or_name, input_size, batch_size, dtype, replay)
+        report = _analyze(model_or_name, input_size, batch_size, dtype, replay)
+        if not had_dynamo and _dynamo_imported():
+            # An op without a shape rule here ran one of PyTorch's Python meta kernels, whose
+            # first call imports torch._dynamo (`torch._compile._disable_dynamo`). Imported
+            # inside a forward, it leaves frames in reference cycles that hold the running
+            # layer's tensors (a phantom activation, with collection paused): analyse again,
+            # now that it is imported. The zoo's networks never get here (tests).
+            report = _analyze(model_or_name, input_size, batch_size, dtype, replay)
+        return report
     finally:
         if gc_was_enabled:
             gc.enable()
