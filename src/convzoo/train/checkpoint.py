@@ -8,6 +8,12 @@ and fsync'ed, then renamed over the target with `os.replace` (atomic on POSIX), 
 folder itself is fsync'ed so the rename survives a power cut. A run killed at any instant
 therefore leaves every checkpoint file either complete or absent. `last.pt` and `best.pt`
 are hard links to a `step-XXXXXXXX.pt` file (copies where links are not supported).
+
+Integrity: `torch.save` writes a zip archive that stores a CRC-32 of every member; loading
+checks them all (`torch.load` does not), so a flipped bit on disk is a `CheckpointError`
+naming the file, never a silently changed tensor. Older checkpoints carry the same CRCs and
+load unchanged. A temporary file left by a kill during a write (`.NAME.tmp-PID`) is removed
+when the run folder is next opened (`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,10 @@ from ..errors import CheckpointError, UnknownModelError
 
 STEP_PATTERN = re.compile(r"^step-(\d{8,})\.pt$")
 REQUIRED_KEYS = ("model_name", "model_kwargs", "model")
+#: What a checkpoint needs besides REQUIRED_KEYS to continue training (`check_resumable`).
+RESUME_KEYS = ("optimizer", "epoch", "step", "rng")
+#: Temporary files of `atomic_save`, `_atomic_link` and `write_json_atomic`.
+TMP_PATTERN = re.compile(r"^\..+\.tmp-\d+$")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -73,6 +84,13 @@ def _atomic_link(src: Path, dst: Path) -> None:
     _fsync_dir(dst.parent)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def step_path(folder: Path, step: int) -> Path:
     """`folder/step-XXXXXXXX.pt`."""
     return folder / f"step-{step:08d}.pt"
@@ -84,6 +102,7 @@ class CheckpointManager:
     def __init__(self, folder: str | os.PathLike[str], keep: int = 3) -> None:
         self.folder = Path(folder)
         self.keep = max(1, int(keep))
+        self.skipped: list[tuple[Path, str]] = []
 
     def save(self, state: dict[str, Any], step: int, *, best: bool = False) -> Path:
         """Write the checkpoint of `step`; link it as last (and best); prune old step files."""
@@ -113,8 +132,11 @@ class CheckpointManager:
             except FileNotFoundError:
                 pass
 
-    def latest(self) -> tuple[Path, dict[str, Any]] | None:
-        """The newest checkpoint that loads (a damaged newest one is skipped), or None."""
+    def latest(self, *, resumable: bool = False) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that loads, or None. A damaged one (or, with `resumable`, one
+        that cannot continue a run or holds NaN/inf weights) is skipped, and recorded with
+        the reason in `self.skipped` as (path, message)."""
+        self.skipped = []
         candidates = [p for _, p in reversed(self.step_files())]
         if (self.folder / "last.pt").exists():
             candidates.append(self.folder / "last.pt")
@@ -122,7 +144,14 @@ class CheckpointManager:
         for p in candidates:
             try:
                 ckpt = read_checkpoint(p)
-            except CheckpointError:
+                if resumable:
+                    check_resumable(ckpt, p)
+                    bad = first_non_finite({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
+                    if bad is not None:
+                        raise CheckpointError(f"checkpoint {str(p)!r} holds NaN or infinite values ({bad})")
+            except CheckpointError as err:
+                if not any(_same_file(p, q) for q, _ in self.skipped):  # last.pt is a link to a step file
+                    self.skipped.append((p, str(err)))
                 continue
             step = int(ckpt.get("step", -1))
             if best is None or step > best[0]:
@@ -132,8 +161,51 @@ class CheckpointManager:
         return None if best is None else (best[1], best[2])
 
 
+def verify_integrity(path: str | os.PathLike[str]) -> None:
+    """Check every CRC-32 of a zip-format checkpoint; damage raises `CheckpointError`.
+
+    Files in torch's legacy (pre-1.6, non-zip) format carry no checksum and pass unchecked.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err.strerror or err}") from None
+    if head != b"PK\x03\x04":
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, OSError) as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged ({str(err)[:200] or type(err).__name__})") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: the bytes of its member {bad!r} do not match the checksum "
+            "(CRC-32) written with them"
+        )
+
+
+#: torch's wordings of a refused global ("Unsupported global: GLOBAL x.y", "unsupported GLOBAL x.y whose ...")
+_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", re.IGNORECASE)
+
+
+def _load_error(path: Path, err: Exception) -> CheckpointError:
+    text = str(err)
+    found = _GLOBAL.search(text)
+    if found:
+        return CheckpointError(
+            f"refusing to load {str(path)!r}: it references the Python object {found.group(1)}; a convzoo "
+            "checkpoint holds only tensors and plain values, and loading never runs code from a file"
+        )
+    # torch's own wording (unpickler internals, "please report an enhancement") is not for users
+    why = "it ends early" if isinstance(err, EOFError) else "it is not a complete file written by torch.save"
+    return CheckpointError(f"{str(path)!r} is damaged or not a convzoo checkpoint ({why})")
+
+
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely (`weights_only=True`); damage raises `CheckpointError`."""
+    """Load a checkpoint dict safely (`weights_only=True`) after checking its CRCs; damage or
+    a file that is not a convzoo checkpoint raises `CheckpointError`."""
     path = Path(path)
     if path.is_dir():
         for name in ("last.pt", "checkpoints/last.pt"):
@@ -144,18 +216,91 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             raise CheckpointError(f"{str(path)!r} is a folder without checkpoints/last.pt or last.pt")
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    verify_integrity(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # zip/pickle/EOF errors all mean a damaged or foreign file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is damaged or not a convzoo checkpoint ({reason[:200]})"
-        ) from None
+        raise _load_error(path, err) from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise CheckpointError(
             f"{str(path)!r} is not a convzoo checkpoint (expected a dict with {', '.join(REQUIRED_KEYS)})"
         )
+    if not isinstance(ckpt["model_name"], str) or not ckpt["model_name"]:
+        raise CheckpointError(f"{str(path)!r} is not a convzoo checkpoint: its model_name is {ckpt['model_name']!r}")
+    if not isinstance(ckpt["model_kwargs"], dict):
+        raise CheckpointError(f"{str(path)!r} is not a convzoo checkpoint: its model_kwargs is not a table")
+    state = ckpt["model"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{str(path)!r} is not a convzoo checkpoint: its model entry holds no weights")
+    if "step" in ckpt and (isinstance(ckpt["step"], bool) or not isinstance(ckpt["step"], int)):
+        raise CheckpointError(f"{str(path)!r} is not a convzoo checkpoint: its step is {ckpt['step']!r}")
     return ckpt
+
+
+def check_resumable(ckpt: dict[str, Any], path: Any = "") -> None:
+    """Raise `CheckpointError` when `ckpt` lacks what continuing a run needs (optimizer, step,
+    epoch, RNG states): an evaluation-only or hand-edited file."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be resumed: it has no {', '.join(missing)} "
+            "(evaluate it with `convzoo eval`, or start a new run)"
+        )
+    for key in ("epoch", "step"):
+        if isinstance(ckpt[key], bool) or not isinstance(ckpt[key], int) or ckpt[key] < 0:
+            raise CheckpointError(f"checkpoint {str(path)!r} cannot be resumed: its {key} is {ckpt[key]!r}")
+    opt = ckpt["optimizer"]
+    if not isinstance(opt, dict) or not isinstance(opt.get("param_groups"), list) or not opt["param_groups"] \
+            or not isinstance(opt.get("state"), dict):  # fmt: skip
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be resumed: its optimizer state is empty or malformed")
+    rng = ckpt["rng"]
+    if not isinstance(rng, list) or not rng or not all(isinstance(r, dict) and "torch" in r for r in rng):
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be resumed: its random-generator states are malformed")
+
+
+def first_non_finite(tree: Any, prefix: str = "") -> str | None:
+    """The name of the first floating-point tensor in `tree` (nested dicts and lists) holding a
+    NaN or an infinity, or None when all are finite. One device synchronisation per device."""
+    named: list[tuple[str, torch.Tensor]] = []
+
+    def walk(obj: Any, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() or obj.is_complex():
+                named.append((name, obj))
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{name}.{i}" if name else str(i))
+
+    walk(tree, prefix)
+    by_device: dict[Any, list[tuple[str, torch.Tensor]]] = {}
+    for name, t in named:
+        by_device.setdefault(t.device, []).append((name, t))
+    for group in by_device.values():
+        flags = torch.stack([torch.isfinite(t).all() for _, t in group])
+        if not bool(flags.all()):
+            return group[int((~flags).nonzero()[0])][0]
+    return None
+
+
+def remove_stale_temporaries(*folders: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folders` (`.NAME.tmp-PID`, and
+    metrics' `.jsonl.tmp`). Call it only while holding the run folder's lock. Returns them."""
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if (TMP_PATTERN.match(p.name) or p.name.endswith(".jsonl.tmp")) and p.is_file():
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def check_same_model(ckpt: dict[str, Any], model_name: str, model_kwargs: dict[str, Any], path: Any = "") -> None:

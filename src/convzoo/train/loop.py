@@ -14,6 +14,7 @@ deterministic mode on the same machine).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -30,10 +31,19 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ConvzooError
 from . import distributed as D
-from .checkpoint import CheckpointManager, check_same_model, load_model_state, read_checkpoint
+from .checkpoint import (
+    CheckpointManager,
+    check_resumable,
+    check_same_model,
+    first_non_finite,
+    load_model_state,
+    read_checkpoint,
+    remove_stale_temporaries,
+)
 from .config import TrainConfig
 from .metrics import Progress, RunWriter, Stopwatch, hardware_info, versions
 from .optim import build_optimizer
+from .runlock import RunLock
 from .schedules import Schedule
 
 
@@ -330,7 +340,9 @@ def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     try:
-        return _train(config, device, scaler, dist, progress=progress and dist.is_main, given_model=model)
+        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
+            return _train(config, device, scaler, dist, progress=progress and dist.is_main, given_model=model,
+                          held=held)  # fmt: skip
     finally:
         D.teardown(dist)
         torch.set_num_threads(saved[0])
@@ -339,7 +351,7 @@ def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None
 
 
 def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInfo, *, progress: bool,
-           given_model: nn.Module | None) -> Path:  # fmt: skip
+           given_model: nn.Module | None, held: contextlib.ExitStack) -> Path:  # fmt: skip
     from .. import data as zdata
     from ..registry import create_model, model_info
 
@@ -351,9 +363,26 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
     run_dir = config.run_dir()
     ckpt: dict[str, Any] | None = None
     ckpt_path: Path | None = None
+    if config.resume and config.resume != "auto":
+        given_path = Path(config.resume)
+        if given_path.is_file() and given_path.parent.name == "checkpoints" and config.out is None and not config.name:
+            run_dir = given_path.parent.parent
+    if config.resume == "auto" and not (run_dir / "checkpoints").is_dir() and not (run_dir / "config.json").is_file():
+        raise CheckpointError(
+            f"nothing to resume: there is no run in {str(run_dir)!r} (give the run's --out/--name, or --resume PATH)"
+        )
+    if dist.is_main:
+        # one process per run folder, from here to the end (two trainers, two resumes or an
+        # --overwrite of a live run would interleave or delete each other's files)
+        held.enter_context(RunLock(run_dir))
+        remove_stale_temporaries(run_dir, run_dir / "checkpoints")
     if config.resume:
         if config.resume == "auto":
-            found = CheckpointManager(run_dir / "checkpoints").latest()
+            manager = CheckpointManager(run_dir / "checkpoints")
+            found = manager.latest(resumable=True)
+            for skipped, why in manager.skipped:
+                if dist.is_main:
+                    print(f"warning: skipping {skipped}: {why}", file=sys.stderr, flush=True)
             if found is None:
                 if not (run_dir / "checkpoints").is_dir():
                     raise CheckpointError(
@@ -365,8 +394,7 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
         else:
             ckpt_path = Path(config.resume)
             ckpt = read_checkpoint(ckpt_path)
-            if ckpt_path.is_file() and ckpt_path.parent.name == "checkpoints" and config.out is None and not config.name:
-                run_dir = ckpt_path.parent.parent
+            check_resumable(ckpt, ckpt_path)
     if ckpt is not None and given_model is None and ckpt["model_name"] != config.model:
         check_same_model(ckpt, config.model, {}, ckpt_path)  # a clear error before any work
     _prepare_run_dir(config, run_dir, ckpt is not None, dist.is_main)
@@ -381,6 +409,10 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
         if not hasattr(train_ds, "subset"):
             raise ConfigError("--subset works with the array data sets, not folder:PATH")
         train_ds, test_ds = train_ds.subset(config.subset), test_ds.subset(config.subset)
+    try:  # every run says where its data came from
+        data_source: Any = zdata.find_dataset(config.data, config.data_dir)
+    except ConvzooError:  # pragma: no cover - loaded above, so found
+        data_source = config.data_dir or "?"
     classes = list(getattr(train_ds, "classes", None) or info.get("classes") or [])
     num_classes = len(classes) if classes else int(info["num_classes"])
     channels = int(info["channels"])
@@ -502,6 +534,7 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
         f"x {config.epochs} epochs on {device}{f' x {dist.world_size} ranks' if dist.enabled else ''}"
         f"{'; resumed at step ' + str(state['step']) if ckpt is not None else ''}"
     )
+    bar.print(f"data: {config.data} from {data_source}")
 
     def checkpoint(position: int, *, best: bool = False) -> Path | None:
         rngs = [rng_state()]
@@ -513,6 +546,16 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
             rngs = gathered
         if not dist.is_main:
             return None
+        # never write, and so never name as good, weights the loss check let through
+        bad = first_non_finite({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "ema": ema.state_dict() if ema is not None else {}})  # fmt: skip
+        if bad is not None:
+            kept = f"; the last good checkpoint is {last_good}" if last_good else "; no checkpoint had been written yet"
+            raise NonFiniteLossError(
+                f"the weights or optimizer state became NaN or infinite ({bad}) by step {state['step']} "
+                f"(epoch {state['epoch'] + 1}); training stopped without checkpointing them{kept}. "
+                f"Lower --lr (now {config.lr}) or --weight-decay, add --clip-grad or --warmup-epochs"
+            )
         payload = {
             "format": 1,
             "model_name": model_name,
@@ -568,7 +611,8 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
     win_start = seg_start = time.perf_counter()
     last_good: Path | None = ckpt_path
     autocast = autocast_context(device, config.amp)
-    done = False
+    # a run that ended by --max-steps and is resumed again has nothing left to do
+    done = bool(config.max_steps) and state["step"] >= config.max_steps
 
     def sync_sums() -> None:
         """Fold this rank's running sums into the global ones (all ranks)."""
@@ -716,13 +760,17 @@ def _train(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistI
                 last_good = saved or last_good
                 ckpt = None
                 win_start = seg_start = time.perf_counter()
+                # a stop asked during the evaluation: the checkpoint above is the resume point
+                if D.any_rank(stop.requested, dist, device) if dist.enabled else stop.requested:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             # a second Ctrl-C inside a step lands here without a new checkpoint: the last
             # one stays the resume point (a half-done step is never saved)
             bar.close()
             if dist.is_main:
                 where = f" (checkpoint {last_good})" if last_good else ""
-                print(f"stopped at step {state['step']}{where}; continue with --resume", flush=True)
+                print(f"stopped at step {state['step']}{where}; continue with: convzoo train --resume --out {run_dir}",
+                      flush=True)  # fmt: skip
             writer.close()
             raise
         except BaseException:
