@@ -92,10 +92,10 @@ def _totals(report: Report) -> list[tuple[str, str]]:
 
 def print_report(report: Report, depth: int = 3, console: Any = None) -> None:
     """A rich table: the module tree down to `depth`, then the totals."""
-    from rich.console import Console
+    from ..console import make_console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     c, h, w = report.input_size
     table = Table(
         title=f"{report.model}: input {report.batch_size}x{c}x{h}x{w} ({report.dtype})",
@@ -183,10 +183,10 @@ def _short(value: float | None, quantity: str = "") -> str:
 
 def print_paper_table(table: PaperTable, console: Any = None) -> None:
     """Published (as printed) against computed, with the relative difference and the notes."""
-    from rich.console import Console
+    from ..console import make_console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     t = Table(title=table.title, header_style="bold")
     t.add_column("row")
     t.add_column("quantity")

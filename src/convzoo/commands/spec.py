@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from ..console import make_console
 
     c, h, w = result["input_size"]
     print(result["spec"])
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     for row in result["layers"]:
         shape = "x".join(str(d) for d in row["output_shape"])
         table.add_row(str(row["index"]), row["spec"], row["name"], shape, f"{row['params']:,}", f"{row['macs']:,}")
-    Console(width=max(100, Console().width)).print(table)
+    console = make_console()
+    if console.is_terminal:
+        console = make_console(width=max(100, console.width))
+    console.print(table)
     print(f"total: {result['total_params']:,} parameters, {result['macs']:,} MACs")
     return 0

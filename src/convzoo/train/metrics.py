@@ -156,20 +156,33 @@ class RunWriter:
 
 
 class Progress:
-    """A rich progress bar over the steps: loss, accuracy, images/s, ETA. Silent when disabled."""
+    """A rich progress bar over the steps: loss, accuracy, images/s, ETA. Silent when disabled.
 
-    def __init__(self, total_steps: int, *, enabled: bool = True, start: int = 0) -> None:
+    When stderr is not a terminal (a pipe, a log file) a bar would be redrawn into the file;
+    there it prints a plain line instead every `interval` seconds (and at the last step).
+    """
+
+    def __init__(self, total_steps: int, *, enabled: bool = True, start: int = 0, interval: float = 10.0,
+                 console: Any = None) -> None:  # fmt: skip
         self.enabled = enabled
         self._progress = None
         self._task = None
         self._console = None
+        self._plain = False
         if not enabled:
             return
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
-        self._console = Console(stderr=True)
+        from ..console import make_console
+
+        self._console = console if console is not None else make_console(stderr=True)
+        if not self._console.is_terminal:
+            self._plain = True
+            self._total, self._start, self._interval = total_steps, start, interval
+            self._t0 = self._last = time.perf_counter()
+            self._description, self._stats, self._step = "train", "", start
+            return
         self._progress = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -194,11 +207,29 @@ class Progress:
             fields["stats"] = (
                 f"loss {stats['loss']:.4f}  acc {stats['top1']:.2f}%  {stats['images_per_second']:,.0f} img/s"
             )
+        if self._plain:
+            self._plain_update(step, fields)
+            return
         self._progress.update(self._task, **fields)
+
+    def _plain_update(self, step: int, fields: dict[str, Any]) -> None:
+        self._step = step
+        self._description = fields.get("description", self._description)
+        self._stats = fields.get("stats", self._stats)
+        now = time.perf_counter()
+        if now - self._last < self._interval and step < self._total:
+            return
+        self._last = now
+        elapsed = now - self._t0
+        done = step - self._start
+        eta = f"{(self._total - step) * elapsed / done:,.0f} s" if done > 0 else "?"
+        pct = 100.0 * step / self._total if self._total else 100.0
+        line = f"{self._description}  step {step:,}/{self._total:,} ({pct:.1f}%)  {self._stats}  {elapsed:,.0f} s, ETA {eta}"
+        self._console.print(" ".join(line.split()), highlight=False, markup=False)
 
     def print(self, text: str) -> None:
         if self.enabled:
-            self._progress.console.print(text, highlight=False)
+            self._console.print(text, highlight=False)
 
     def close(self) -> None:
         if self._progress is not None:
