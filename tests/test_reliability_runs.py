@@ -294,7 +294,7 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, data):
     """A few kills here; benchmarks/reliability_probes.py --kills N runs many."""
-    common = ["--epochs", "2", "--deterministic", "--checkpoint-every", "3", "--seed", "5", "--log-every", "5"]
+    common = ["--epochs", "1", "--deterministic", "--checkpoint-every", "4", "--seed", "5", "--log-every", "5"]
     ref = tmp_path / "ref"
     assert subprocess.run(_train_cmd(data, ref, *common), capture_output=True).returncode == 0
     run = tmp_path / "killed"

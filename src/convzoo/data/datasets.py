@@ -276,9 +276,9 @@ def load_dataset(
         x = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         if canon == "cifar10":
-            classes = read_cifar_names(folder / "batches.meta", "label_names") or list(CIFAR10_CLASSES)
+            classes = read_cifar_names(folder / "batches.meta", "label_names", 10) or list(CIFAR10_CLASSES)
         else:
-            classes = read_cifar_names(folder / "meta", "fine_label_names") or [str(i) for i in range(100)]
+            classes = read_cifar_names(folder / "meta", "fine_label_names", 100) or [str(i) for i in range(100)]
         images = torch.from_numpy(np.ascontiguousarray(x))
     else:
         img_stem, lab_stem = _IDX_FILES[which]
