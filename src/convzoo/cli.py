@@ -8,6 +8,7 @@ Each sub-command lives in `convzoo.commands.<name>` with two functions:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import sys
@@ -28,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("convzoo.commands.weights", "the trained weights that ship with convzoo, and how each was made"),
     "export": ("convzoo.commands.export", "export a model or run to ONNX or torch.export, checked against PyTorch"),
 }
+
+
+#: errno values of an environment that refuses a write: no space, quota, read-only, permission.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = module.run(args)
     except ConvzooError as err:
         print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # the environment's faults (full disk, read-only or forbidden folder) are messages, not bugs
+        if err.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        verb = "access" if err.errno in (errno.EACCES, errno.EPERM) else "write"
+        print(f"convzoo {args.command}: error: cannot {verb}{where}: {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"convzoo {args.command}: interrupted", file=sys.stderr)

@@ -23,6 +23,10 @@ class InputSizeError(ConvzooError, ValueError):
     """An input too small (or of the wrong shape) for a network; names the layer."""
 
 
+#: Characters of notation quoted each side of the caret in a `NotationError`.
+_WINDOW = 120
+
+
 class NotationError(ConvzooError, ValueError):
     """Malformed compact notation; carries the text and the position of the fault."""
 
@@ -35,9 +39,13 @@ class NotationError(ConvzooError, ValueError):
     def _render(self) -> str:
         if self.position is None or not self.text:
             return self.message
+        # a window of the text around the fault (a megabyte of layers must not become the message)
+        lo = max(0, self.position - _WINDOW)
+        hi = min(len(self.text), self.position + _WINDOW)
+        head, tail = ("..." if lo else ""), ("..." if hi < len(self.text) else "")
         # every whitespace character prints as one column, so the caret stays aligned
-        line = "".join(" " if ch.isspace() else ch for ch in self.text)
-        return f"{self.message}\n  {line}\n  {' ' * self.position}^"
+        line = "".join(" " if ch.isspace() else ch for ch in self.text[lo:hi])
+        return f"{self.message}\n  {head}{line}{tail}\n  {' ' * (len(head) + self.position - lo)}^"
 
 
 class SpecError(ConvzooError, ValueError):

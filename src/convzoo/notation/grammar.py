@@ -215,18 +215,18 @@ class _WordParser:
 
     def integer(self, q: _Quantity, what: str, *, minimum: int = 1, maximum: int = MAX_WIDTH) -> int:
         if not re.fullmatch(r"-?[0-9]+", q.value):
-            raise self.error(f"{what} must be a whole number, got {q.value}", q.pos)
+            raise self.error(f"{what} must be a whole number, got {_clip(q.value)}", q.pos)
         digits = q.value.lstrip("-").lstrip("0")
         # compare digit counts first: int() of a huge digit string is slow (and capped)
         if len(digits) > len(str(maximum)):
             value = -(10 ** len(str(maximum))) if q.value.startswith("-") else 10 ** len(str(maximum))
             if value > 0:
-                raise self.error(f"{what} of {q.value} is too large: at most {maximum:,}", q.pos)
+                raise self.error(f"{what} of {_clip(q.value, 20)} ({len(digits):,} digits) is too large: at most {maximum:,}", q.pos)
         else:
             value = int(q.value)
         if value < minimum:
             kind = "positive" if minimum == 1 else f"at least {minimum}"
-            raise self.error(f"{what} must be {kind}, got {q.value}", q.pos)
+            raise self.error(f"{what} must be {kind}, got {_clip(q.value)}", q.pos)
         if value > maximum:
             raise self.error(f"{what} of {value:,} is too large: at most {maximum:,}", q.pos)
         return value
@@ -236,7 +236,7 @@ class _WordParser:
         too_high = high is not None and (value >= high if open_high else value > high)
         if value != value or value < low or too_high or value in (float("inf"), float("-inf")):
             bound = f"in [{low:g}, {high:g}{')' if open_high else ']'}" if high is not None else f"at least {low:g}"
-            raise self.error(f"{what} must be {bound}, got {q.value}", q.pos)
+            raise self.error(f"{what} must be {bound}, got {_clip(q.value)}", q.pos)
         return value
 
     def units(self, qs: list[_Quantity], allowed: dict[str, str], layer: str) -> dict[str, _Quantity]:
@@ -487,6 +487,14 @@ class _WordParser:
         return c, (h, w)
 
 
+#: Longest notation text accepted (room for MAX_LAYERS long layers).
+MAX_TEXT = 100 * (MAX_LAYERS + 2)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def parse(text: str) -> NetworkSpec:
     """Parse the compact notation into a `NetworkSpec` (syntax and per-layer values only).
 
@@ -496,6 +504,12 @@ def parse(text: str) -> NetworkSpec:
     """
     if not isinstance(text, str):
         raise NotationError(f"the notation must be a string, got {type(text).__name__}")
+    # refuse absurd texts before tokenizing them (time and memory grow with the text)
+    if len(text) > MAX_TEXT:
+        raise NotationError(f"the notation is {len(text):,} characters long; at most {MAX_TEXT:,} are accepted")
+    arrows = text.count("->")
+    if arrows > MAX_LAYERS + 1:  # Input and (Output) are words too, not layers
+        raise NotationError(f"more than {MAX_LAYERS:,} layers ({arrows + 1:,} words between '->')")
     words = _split_words(tokenize(text), text)
     if not words:
         raise NotationError("empty network: expected " + _LAYER_FORMS, text, 0)
@@ -507,7 +521,7 @@ def parse(text: str) -> NetworkSpec:
     for index, word in enumerate(words):
         if ended_at is not None:
             raise NotationError(
-                f"nonsense after the end: (Output) ends the network, found '{text[word[0].pos:].strip()}'",
+                f"nonsense after the end: (Output) ends the network, found '{_clip(text[word[0].pos:].strip())}'",
                 text,
                 word[0].pos,
             )
@@ -516,7 +530,7 @@ def parse(text: str) -> NetworkSpec:
         kind, value, given = parser.parse()
         if count != 1 and kind != "layer":
             raise NotationError(f"{'Input' if kind == 'input' else '(Output)'} cannot be repeated", text, word[-1].pos)
-        if len(layers) + count > MAX_LAYERS:  # before expanding: "64c3w*1000000000" must not eat memory
+        if kind == "layer" and len(layers) + count > MAX_LAYERS:  # before expanding: "64c3w*1000000000" must not eat memory
             raise NotationError(f"more than {MAX_LAYERS:,} layers", text, word[0].pos)
         if kind == "input":
             if index != 0:

@@ -62,6 +62,14 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except Exception as err:
+        # torch.save turns a full disk into a RuntimeError; give the caller the OSError, with the file
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

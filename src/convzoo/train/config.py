@@ -20,6 +20,10 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "plateau", "cosine", "onecycle", "constant")
 AUGMENTS = ("none", "flip", "standard", "jitter")
 AMP_MODES = ("none", "bf16", "fp16")
+#: Largest square input side a run accepts (16x ImageNet's 256-pixel scale).
+MAX_INPUT_SIZE = 4096
+#: --threads may exceed the core count up to this many (small machines, containers).
+MIN_THREAD_CAP = 8
 
 
 @dataclass
@@ -170,6 +174,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive(name, value)
+        if self.input_size is not None and self.input_size > MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"input_size {self.input_size:,} is above {MAX_INPUT_SIZE:,} pixels a side (one such image would "
+                f"need {3 * self.input_size**2 * 4 / 2**30:,.0f} GiB as float32); the papers use 224"
+            )
+        cores = os.cpu_count() or 1
+        if self.threads is not None and self.threads > max(cores, MIN_THREAD_CAP):
+            raise ConfigError(f"threads {self.threads} is more than this machine's {cores} CPU cores")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0 steps, got {self.checkpoint_every}")
         if self.workers < 0:
