@@ -5,8 +5,8 @@ the files). Each round runs, in one order: `python -c "import torch"` (the basel
 `convzoo models`, `convzoo models --json`, `convzoo summary MODEL` for each model,
 `convzoo spec TEXT` and `convzoo paper TABLE` for each table. The rounds alternate the
 order so that a change in the machine's load falls on every command alike. For each
-command it prints the median wall time, its excess over the baseline's median in the same
-run (goal: at most 0.6 s for summary, spec and paper; `models` at most 0.5 s in all, and
+command it prints the median wall time and CPU time (user + system: steadier on a loaded machine), each
+with its excess over the baseline's median in the same run (goal: at most 0.6 s for summary, spec and paper; `models` at most 0.5 s in all, and
 no torch import), the ratio to the baseline, and the peak resident memory (the child's
 ru_maxrss) with its excess over the baseline's (goal: at most 100 MB).
 
@@ -32,8 +32,8 @@ DEFAULT_MODELS = ("lenet5", "alexnet", "vgg16", "googlenet", "resnet50", "resnet
 EXCLUDED = ("resnet1202", "preact_resnet1001")
 
 
-def run_once(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one fresh process."""
+def run_once(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak resident MiB and CPU seconds (user + system) of one fresh process."""
     env = dict(os.environ)
     env.pop("COLUMNS", None)
     t0 = time.perf_counter()
@@ -46,7 +46,7 @@ def run_once(argv: list[str]) -> tuple[float, float]:
         proc.stderr.close()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err[-500:]}")
-    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
 
 
 def main() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
     commands["convzoo spec LENET"] = [py, "-m", "convzoo", "spec", SPEC]
     for t in TABLES:
         commands[f"convzoo paper {t}"] = [py, "-m", "convzoo", "paper", t]
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
+    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
     order = list(commands)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = os.getloadavg()
@@ -78,22 +78,26 @@ def main() -> None:
         for name in order if i % 2 == 0 else reversed(order):
             results[name].append(run_once(commands[name]))
         print(f"round {i + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
-    base_t = statistics.median(w for w, _ in results[order[0]])
-    base_m = statistics.median(m for _, m in results[order[0]])
+    base_t = statistics.median(r[0] for r in results[order[0]])
+    base_m = statistics.median(r[1] for r in results[order[0]])
+    base_c = statistics.median(r[2] for r in results[order[0]])
     print(f"{started}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}; "
           f"load average {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end; {args.rounds} rounds")
-    print(f"{'command':<40} {'median s':>9} {'- torch s':>9} {'x torch':>8} {'peak MiB':>9} {'- torch MiB':>11}")
+    print(f"{'command':<40} {'median s':>9} {'- torch s':>9} {'x torch':>8} {'CPU s':>6} {'- torch':>8} "
+          f"{'peak MiB':>9} {'- torch MiB':>11}")
     out = []
     for name in order:
-        t = statistics.median(w for w, _ in results[name])
-        m = statistics.median(mm for _, mm in results[name])
-        print(f"{name:<40} {t:9.2f} {t - base_t:+9.2f} {t / base_t:8.2f} {m:9.0f} {m - base_m:+11.0f}")
+        t = statistics.median(r[0] for r in results[name])
+        m = statistics.median(r[1] for r in results[name])
+        c = statistics.median(r[2] for r in results[name])
+        print(f"{name:<40} {t:9.2f} {t - base_t:+9.2f} {t / base_t:8.2f} {c:6.2f} {c - base_c:+8.2f} {m:9.0f} {m - base_m:+11.0f}")
         out.append({"command": name, "median_seconds": t, "excess_seconds": t - base_t, "ratio": t / base_t,
+                    "cpu_seconds": c, "excess_cpu_seconds": c - base_c,
                     "peak_mib": m, "excess_mib": m - base_m, "runs": results[name]})
     summary = [r for r in out if r["command"].startswith(("convzoo summary", "convzoo spec", "convzoo paper"))]
     worst = max(summary, key=lambda r: r["excess_seconds"])
-    print(f"slowest analysis command: {worst['command']} at +{worst['excess_seconds']:.2f} s over import torch "
-          f"(goal +0.6 s); largest memory excess {max(r['excess_mib'] for r in summary):+.0f} MiB (goal +100 MB)")
+    print(f"slowest analysis command: {worst['command']} at +{worst['excess_seconds']:.2f} s wall over import torch "
+          f"(goal +0.6 s); largest CPU excess +{max(r['excess_cpu_seconds'] for r in summary):.2f} s; largest memory excess {max(r['excess_mib'] for r in summary):+.0f} MiB (goal +100 MB)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"started": started, "load_start": load0, "results": out}, f, indent=1)
