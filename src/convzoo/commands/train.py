@@ -152,6 +152,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         values.update(TrainConfig.from_toml(args.config).to_dict())
     elif not given.get("resume") and not getattr(args, "no_recipe", False):
         values.update(_shipped_recipe(given.get("model"), given.get("data")))
+        if values.get("recipe") and given.get("momentum") == 0 and "nesterov" not in given:
+            values["nesterov"] = False  # the recipe's Nesterov yields to an explicit --momentum 0
     values.update(given)
     if values.get("resume"):
         asked = TrainConfig.from_dict(values, source="the command line")
