@@ -4,6 +4,12 @@
 - 10-crop (AlexNet, ResNet): the 4 corner crops and the centre crop of the image at scale Q,
   and their horizontal flips; the softmax outputs are averaged;
 - multi-scale (VGG, Sec. 4.2): class posteriors averaged over several test scales Q;
+- small images (a data set whose images are no larger than the network input, such as
+  Fashion-MNIST): resizing them up to a test scale Q > input shows the network objects
+  larger than it ever saw in training, so the default 10-crop views come from what training
+  showed instead: the 4 corner crops and the centre of the zero-padded canvas of the
+  pad-and-crop augmentation (`train_augment.pad_crop`; the centre crop is the single-crop
+  view), mirrored only when training flipped. Explicit `scales` are honoured as given.
 - dense (VGG, Sec. 3.2): the fully connected layers become convolutions (`densify`), the
   network runs on the whole image at scale Q, the class score map is averaged spatially, and
   with `flip` the posteriors of the image and its mirror are averaged.
@@ -288,6 +294,28 @@ def _ten_crops(x: torch.Tensor, c: int) -> list[torch.Tensor]:
     return crops + [cr.flip(-1) for cr in crops]
 
 
+def _describe(crops: int, qs: Sequence[Any], input_size: int, dense: bool, flip: bool, canvas: Any,
+              native: int | None) -> str:  # fmt: skip
+    """The views of a protocol, in words (what `convzoo eval` prints)."""
+    c = f"{input_size}x{input_size}"
+    if canvas is not None:
+        pad, mirrored = canvas
+        size = input_size + 2 * pad
+        src = f"{native}x{native} image" + (f" resized to {c}" if native != input_size else "")
+        where = (f"corners and centre of the {size}x{size} training canvas ({src}, zero-padded by {pad})"
+                 if pad else f"the {src} as it is (trained without pad-and-crop: corners = centre)")  # fmt: skip
+        return f"{c} crops at the {where}" + (", and their mirrors" if mirrored else ", no mirrors (training did not flip)")
+    scales = ", ".join(str(q if q is not None else input_size) for q in qs)
+    parts = []
+    if crops == 10:
+        parts.append(f"10 crops {c} (4 corners, centre, their mirrors) of the image at shorter side {scales}")
+    elif not dense:
+        parts.append(f"centre crop {c} of the image at shorter side {scales}" + (", and its mirror" if flip else ""))
+    if dense:
+        parts.append(f"dense: the whole image at shorter side {scales}" + (", and its mirror" if flip else ""))
+    return "; ".join(parts)
+
+
 def _known_stats(name: str) -> dict[str, Any]:
     from .data import dataset_info
     from .errors import DataError
@@ -329,6 +357,7 @@ def evaluate(
     augment: Any = None,
     confusion: bool = False,
     workers: int = 2,
+    train_augment: Any = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 accuracy and error (percent), loss and optionally a confusion matrix.
 
@@ -338,6 +367,9 @@ def evaluate(
     (default: `augment`'s test scale, else the input size; for 10 crops input*8/7, 256 for
     224). dense: VGG's dense evaluation (adds the dense view to any crops asked for when
     crops=10). flip: also average the mirrored view (single crop and dense).
+    train_augment: the training augmentation; for images no larger than the input it
+    defines the 10-crop views (see the module docstring). `result["protocol"]` describes
+    the views used.
     """
     from .data import ArrayDataset, Augment, FolderDataset, resize_shorter
     from .data.augment import center_crop
@@ -368,6 +400,14 @@ def evaluate(
         else:
             raise ConfigError("evaluate needs input_size for this data")
 
+    # images no larger than the network input: views from the training canvas
+    native = int(data.images.shape[-1]) if is_array else None
+    canvas: Any = None
+    if is_array and crops == 10 and scales is None and not dense and native is not None and native <= input_size:
+        pad = int(getattr(train_augment, "pad_crop", 0) or 0)
+        mirrored = bool(getattr(train_augment, "flip", True)) if train_augment is not None else True
+        canvas = (pad, mirrored)
+
     # test scales
     if scales is not None:
         qs = [int(q) for q in scales]
@@ -379,7 +419,7 @@ def evaluate(
             q0 = round(input_size * 8 / 7)  # the folder loader's test transform: 256 -> 224
         elif is_array and q0 is None:
             q0 = input_size  # the arrays' test transform: resize to the input size
-        if crops == 10 and (q0 is None or q0 <= input_size):
+        if crops == 10 and canvas is None and (q0 is None or q0 <= input_size):
             q0 = round(input_size * 8 / 7)
         qs = [q0] if q0 is not None else [None]  # type: ignore[list-item]
 
@@ -394,6 +434,24 @@ def evaluate(
     else:
         norm = Augment()
     dense_model = densify(model, input_size) if dense else None
+    canvas_aug: Any = None
+    if canvas is not None:
+        canvas_aug = Augment(size=None if native == input_size else input_size, pad_crop=canvas[0], flip=canvas[1],
+                             mean=norm.mean, std=norm.std, channels=norm.channels)  # fmt: skip
+
+    def canvas_views(x: torch.Tensor) -> list[torch.Tensor]:
+        """The corner and centre crops of the padded canvas (training's extreme and middle
+        offsets), then their mirrors when training flipped."""
+        n, k = x.shape[0], canvas_aug.pad_crop
+        boxes = [(k, k)] if k == 0 else [(0, 0), (0, 2 * k), (2 * k, 0), (2 * k, 2 * k), (k, k)]
+        views = []
+        for flipped in ((False, True) if canvas_aug.flip else (False,)):
+            for oy, ox in boxes:
+                params = {"oy": torch.full((n,), oy), "ox": torch.full((n,), ox)}
+                if canvas_aug.flip:
+                    params["flip"] = torch.full((n,), flipped)
+                views.append(canvas_aug.apply(x, params))
+        return views
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if is_array:
@@ -438,7 +496,9 @@ def evaluate(
                 if xb.shape[0] == 0:
                     continue
                 logit_views: list[torch.Tensor] = []
-                for q in qs:
+                if canvas_aug is not None and not xb.is_floating_point():
+                    logit_views = [_logits(model, v, amp) for v in canvas_views(xb)]
+                for q in qs if not logit_views else ():
                     xq = at_scale(xb, q)
                     if crops == 10:
                         for v in _ten_crops(xq, input_size):
@@ -490,6 +550,7 @@ def evaluate(
         "flip": flip,
         "views": views_per_image,
         "input_size": input_size,
+        "protocol": _describe(crops, qs, input_size, dense, flip, canvas, native),
     }
     if confusion:
         result["confusion"] = cm.tolist() if cm is not None else []

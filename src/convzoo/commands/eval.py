@@ -70,10 +70,13 @@ def run(args: argparse.Namespace) -> int:
     in_channels = int(ckpt.get("in_channels") or getattr(model, "in_channels", 0) or 0) or None
     recipe = config.get("augment", "none") if name == (ckpt.get("data") or config.get("data")) else "none"
     augment = zdata.make_augment(name, input_size or 224, recipe=recipe, train=False, channels=in_channels)
+    # the training augmentation: small images' 10-crop views come from its padded canvas
+    train_augment = zdata.make_augment(name, input_size or 224, recipe=recipe, train=True, channels=in_channels)
     model.to(device)
     result = evaluate(
         model, dataset, batch_size=args.batch_size, input_size=input_size, crops=args.crops, scales=args.scales,
         dense=args.dense, flip=args.flip, device=device, amp=args.amp, augment=augment, confusion=args.confusion,
+        train_augment=train_augment,
     )  # fmt: skip
     result.update({"checkpoint": str(args.checkpoint), "model": ckpt["model_name"], "data": name, "split": args.split,
                    "step": ckpt.get("step"), "ema": bool(ckpt.get("ema")) and not args.no_ema})  # fmt: skip
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.get('scales')}, {views}): top-1 {result['top1']:.2f}% (error {result['top1_error']:.2f}%), "
         f"top-5 {result['top5']:.2f}% (error {result['top5_error']:.2f}%), loss {result['loss']:.4f}"
     )
+    if result.get("protocol"):
+        print(f"  views: {result['protocol']}")
     if args.confusion and result.get("confusion"):
         from rich.console import Console
         from rich.table import Table

@@ -27,6 +27,11 @@ def _fx_tracing() -> bool:
     return bool(check()) if check is not None else False
 
 
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
 class DenseLayer(nn.Module):
     """BN-ReLU-Conv1x1 (bottleneck, `bn_size * growth` maps) then BN-ReLU-Conv3x3 (`growth` maps).
 
@@ -63,8 +68,17 @@ class DenseLayer(nn.Module):
             out = self.bottleneck(features)
         return self.conv2(self.act2(self.norm2(out)))
 
+    def _bottleneck_of(self, *inputs: Tensor) -> Tensor:
+        return self.conv1(self.act1(self.norm1(torch.cat(inputs, 1))))
+
     @torch.jit.unused
     def _checkpointed_bottleneck(self, features: List[Tensor]) -> Tensor:
+        if _compiling():
+            # under torch.compile the recomputation is planned by the compiler from the
+            # traced graph (Python does not run again), so the running statistics are
+            # updated once; the counter below would be a side effect dynamo cannot
+            # capture with fullgraph=True
+            return checkpoint(self._bottleneck_of, *features, use_reentrant=False)
         calls = [0]
         norm = self.norm1
 

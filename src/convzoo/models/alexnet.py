@@ -35,7 +35,7 @@ from torch import nn
 from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, classifier
 
 PAPER = "Krizhevsky, Sutskever, Hinton, ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012"
 TRICK = "Krizhevsky, One weird trick for parallelizing convolutional neural networks, arXiv 1404.5997, 2014"
@@ -139,7 +139,8 @@ class AlexNet(ZooModel):
             layers += drop + fc_act if spec.dropout_before_fc else fc_act + drop
             width = spec.hidden
         self.pre_logits = nn.Sequential(OrderedDict(layers))
-        self.fc = nn.Linear(spec.hidden, num_classes)
+        self.fc = classifier(spec.hidden, num_classes)
+        self.num_features, self.head_hidden_size = channels, spec.hidden
         if spec.paper_init:
             self._paper_init()
 
@@ -162,10 +163,6 @@ class AlexNet(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(self.flatten(self.pool(x)))
         return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision's `features.N` / `classifier.N` keys to ours."""

@@ -4,7 +4,12 @@
 - `forward_features(x)` (the trunk) and `forward_head(x, pre_logits=False)` (pooling and
   classifier); `forward(x) == forward_head(forward_features(x))`
 - `feature_info`: one dict per stage, `{"module", "channels", "reduction"}`
-- `reset_classifier(num_classes)`
+- timm's classifier contract: `num_features` (channels of `forward_features`' output),
+  `head_hidden_size` (width of the pre-logits features, what the classifier reads),
+  `get_classifier()` (the final layer), `reset_classifier(num_classes)` (a new final layer on
+  the model's device and in its dtype; `num_classes=0` removes it: `forward` then returns the
+  pre-logits features, as `num_classes=0` does at creation). The family sets
+  `classifier_name` (the final layer's module path) and the two widths.
 - an input too small for the network raises `InputSizeError` naming the layer where it
   breaks and the smallest input that works, instead of a shape error deep in PyTorch.
 - `convert_torchvision_state_dict(sd)` for families with a torchvision counterpart.
@@ -17,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, InputSizeError
+from ..errors import CheckpointError, ConfigError, InputSizeError
 
 
 def _compiling_or_tracing() -> bool:
@@ -38,8 +43,15 @@ class ZooModel(nn.Module):
     num_classes: int
     in_channels: int
     feature_info: list[dict[str, Any]]
+    num_features: int
+    head_hidden_size: int
+    #: module path of the final classifier layer (`get_classifier`, `reset_classifier`)
+    classifier_name: str = "fc"
     # metadata, not state: TorchScript cannot read these (postponed) annotations
-    __jit_ignored_attributes__ = ["num_classes", "in_channels", "feature_info", "zoo_name"]
+    __jit_ignored_attributes__ = [
+        "num_classes", "in_channels", "feature_info", "zoo_name", "num_features", "head_hidden_size",
+        "classifier_name", "spec",
+    ]  # fmt: skip
 
     def _is_meta(self) -> bool:
         """True when the model was built on the meta device: weight initialisation is moot
@@ -55,8 +67,21 @@ class ZooModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def get_classifier(self) -> nn.Module:
+        """The final classifier layer (`nn.Identity` when the model has none: num_classes=0)."""
+        return self.get_submodule(self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final layer by a fresh one for `num_classes` (0: none, as in timm),
+        on the device and in the dtype of the model's parameters."""
+        check_num_classes(num_classes)
+        self._replace_module(self.classifier_name, classifier(self.head_hidden_size, num_classes, like=self))
+        self.num_classes = num_classes
+
+    def _replace_module(self, path: str, module: nn.Module) -> None:
+        parent_name, _, child = path.rpartition(".")
+        parent = self.get_submodule(parent_name) if parent_name else self
+        setattr(parent, child, module)
 
     # -- torchvision interoperability -------------------------------------------------
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -78,8 +103,34 @@ class ZooModel(nn.Module):
             raise
 
 
-def _runs(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str | None, tuple[int, ...] | None]:
-    """Run `model` on a meta tensor of `shape`; return (ok, failing leaf name, its input shape)."""
+def check_num_classes(num_classes: Any) -> int:
+    """`num_classes` must be an int >= 0 (0: no classifier, the pre-logits features come out)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ConfigError(f"num_classes must be 0 (no classifier) or a positive integer, got {num_classes!r}")
+    return num_classes
+
+
+def classifier(in_features: int, num_classes: int, like: nn.Module | None = None) -> nn.Module:
+    """The final layer: `nn.Linear(in_features, num_classes)`, or `nn.Identity()` for 0 classes.
+
+    With `like`, the layer is made on the device and in the floating dtype of `like`'s first
+    floating-point parameter (a model moved with `.to(device)` or `.double()` keeps them).
+    """
+    check_num_classes(num_classes)
+    if num_classes == 0:
+        return nn.Identity()
+    device = dtype = None
+    if like is not None:
+        p = next((q for q in like.parameters() if q.is_floating_point()), None)
+        if p is not None:
+            device, dtype = p.device, p.dtype
+    return nn.Linear(in_features, num_classes, device=device, dtype=dtype)
+
+
+def _runs(
+    model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> tuple[bool, str | None, tuple[int, ...] | None]:
+    """Run `model` on a meta tensor of `shape` and `dtype`; return (ok, failing leaf name, its input shape)."""
     last: list[Any] = [None, None]
 
     def pre_hook(name: str):
@@ -97,7 +148,7 @@ def _runs(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str | None, t
     ]
     try:
         with torch.no_grad():
-            x = torch.empty(shape, device="meta")
+            x = torch.empty(shape, device="meta", dtype=dtype)
             try:
                 # `model` is a meta copy (see `_meta_copy`); bypass ZooModel.__call__ so a
                 # failure here is reported, not explained again
@@ -157,10 +208,16 @@ def explain_input_failure(model: nn.Module, x: torch.Tensor) -> InputSizeError |
             f"{type(model).__name__} expects {in_ch} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})"
         )
     meta = _meta_copy(model)
-    ok, layer, layer_in = _runs(meta, (1, *x.shape[1:]))
+    # the same dtype as the real call: a dtype mismatch (a bf16 model fed float32) fails
+    # here too, and at every size, so it is not diagnosed as a size problem below
+    ok, layer, layer_in = _runs(meta, (1, *x.shape[1:]), x.dtype)
     if ok:
         return None
     smallest = minimum_input_size(model, x.shape[1])
+    if smallest is None:
+        return None  # no size works: not a size problem
+    if not _runs(meta, (1, x.shape[1], smallest, smallest), x.dtype)[0]:
+        return None  # the size that works in float32 fails with this input: not a size problem
     h, w = x.shape[-2:]
     name = type(model).__name__
     where = f"layer '{layer}' received shape {layer_in}"

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..layers.dense import DenseBlock, Transition
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, check_num_classes, classifier
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
@@ -95,9 +95,7 @@ class DenseNet(ZooModel):
     `block`), `final` (BN-ReLU after the last block), `head` (pool, flatten, fc).
     """
 
-    # ZooModel's class annotations are strings TorchScript cannot resolve; these plain
-    # Python attributes are not needed by a scripted forward
-    __jit_ignored_attributes__ = ["num_classes", "in_channels", "feature_info", "spec", "num_features"]
+    classifier_name = "head.fc"
 
     def __init__(
         self,
@@ -109,9 +107,9 @@ class DenseNet(ZooModel):
     ) -> None:
         super().__init__()
         num_classes = spec.default_classes if num_classes is None else num_classes
-        for name, value, least in (("num_classes", num_classes, 0), ("in_channels", in_channels, 1)):
-            if not isinstance(value, int) or value < least:
-                raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_num_classes(num_classes)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ConfigError(f"in_channels must be an integer >= 1, got {in_channels!r}")
         if not isinstance(memory_efficient, bool):
             raise ConfigError(f"memory_efficient must be True or False, got {memory_efficient!r}")
         self.spec = spec
@@ -150,9 +148,9 @@ class DenseNet(ZooModel):
             self.feature_info.append({"module": f"stages.{i}", "channels": channels, "reduction": reduction})
         self.stages = nn.Sequential(*stages)
         self.final = nn.Sequential(OrderedDict(norm=nn.BatchNorm2d(channels), act=nn.ReLU(inplace=False)))
-        self.num_features = channels
+        self.num_features = self.head_hidden_size = channels
         self.head = nn.Sequential(
-            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=_classifier(channels, num_classes))
+            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=classifier(channels, num_classes))
         )
         for m in self.modules() if not self._is_meta() else ():
             if isinstance(m, nn.Conv2d):
@@ -169,13 +167,6 @@ class DenseNet(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head.flatten(self.head.pool(x))
         return x if pre_logits else self.head.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ConfigError(f"num_classes must be 0 (no classifier) or more, got {num_classes!r}")
-        device = next(self.parameters()).device
-        self.head.fc = _classifier(self.num_features, num_classes, device=device)
-        self.num_classes = num_classes
 
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision DenseNet keys (features.conv0, denseblockN.denselayerM, transitionN,
@@ -209,10 +200,6 @@ def convert_torchvision_densenet(state_dict: dict[str, torch.Tensor]) -> dict[st
             new = f"stages.{int(t.group(1))}.transition.{t.group(2)}"
         out[new] = value
     return out
-
-
-def _classifier(features: int, num_classes: int, device: Any = None) -> nn.Module:
-    return nn.Linear(features, num_classes, device=device) if num_classes > 0 else nn.Identity()
 
 
 def _builder(spec: DenseNetSpec) -> Callable[..., DenseNet]:

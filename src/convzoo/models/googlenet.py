@@ -38,14 +38,14 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import torch
 from torch import nn
 
 from ..layers import LRN, ConvNormAct, InceptionBlock
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, classifier
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 
@@ -96,12 +96,14 @@ SPECS: dict[str, GoogLeNetSpec] = {
 }
 
 
-class GoogLeNetOutput(NamedTuple):
-    """What `forward` returns in training mode when the auxiliary heads are on."""
-
-    logits: torch.Tensor
-    aux1: torch.Tensor
-    aux2: torch.Tensor
+# the functional form keeps real types (this module's annotations are postponed strings,
+# which TorchScript cannot resolve in a NamedTuple)
+GoogLeNetOutput = NamedTuple(
+    "GoogLeNetOutput", [("logits", torch.Tensor), ("aux1", torch.Tensor), ("aux2", torch.Tensor)]
+)
+GoogLeNetOutput.__doc__ = """What `forward` returns in training mode when the auxiliary heads are on:
+`logits`, `aux1` (the head on inception (4a)), `aux2` (the head on (4d)). torchvision returns
+`(logits, aux_logits2, aux_logits1)`: the same heads in the other order."""
 
 
 class AuxHead(nn.Module):
@@ -122,7 +124,7 @@ class AuxHead(nn.Module):
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(1024, num_classes)
+        self.fc2 = classifier(1024, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.conv(self.pool(x)))
@@ -195,7 +197,8 @@ class GoogLeNet(ZooModel):
         self.pool = nn.AdaptiveAvgPool2d(1)  # = the paper's 7x7/1 average pool at 224
         self.flatten = nn.Flatten()
         self.drop = nn.Dropout(spec.dropout if dropout is None else dropout)
-        self.fc = nn.Linear(channels, num_classes)
+        self.fc = classifier(channels, num_classes)
+        self.num_features = self.head_hidden_size = channels
         if self.aux_logits:
             aux = {"paper_pool": spec.paper_aux_pool, "norm": bn, "norm_eps": eps, "dropout": aux_dropout}
             self.aux1 = AuxHead(taps[AUX_TAPS[0]], num_classes, **aux)
@@ -230,7 +233,9 @@ class GoogLeNet(ZooModel):
         for stage in self.stages:
             for name, module in stage.named_children():
                 x = module(x)
-                if name in AUX_TAPS:  # a static module name, not data: fine for torch.fx
+                # a static module name, not data: fine for torch.fx; spelled out because
+                # TorchScript cannot test membership in a global tuple (AUX_TAPS)
+                if name == "inception4a" or name == "inception4d":
                     taps.append(x)
         return x, taps
 
@@ -241,8 +246,10 @@ class GoogLeNet(ZooModel):
         x = self.drop(self.flatten(self.pool(x)))
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutput:  # type: ignore[override]
-        """Logits; in training mode with `aux_logits`, `GoogLeNetOutput(logits, aux1, aux2)`."""
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, GoogLeNetOutput]:  # type: ignore[override]
+        """Logits; in training mode with `aux_logits`, `GoogLeNetOutput(logits, aux1, aux2)`:
+        aux1 is the head on (4a), aux2 the one on (4d). torchvision's GoogLeNet returns
+        `(logits, aux_logits2, aux_logits1)` instead: unpack by name, not by position."""
         x, taps = self._trunk(x)
         logits = self.forward_head(x)
         if self.training and self.aux1 is not None and self.aux2 is not None:
@@ -250,12 +257,12 @@ class GoogLeNet(ZooModel):
         return logits
 
     def reset_classifier(self, num_classes: int) -> None:
-        """A new final layer, and new last layers of the auxiliary heads when present."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
+        """A new final layer, and new last layers of the auxiliary heads when present, on the
+        model's device and in its dtype (0 classes: no classifier, the pre-logits come out)."""
+        super().reset_classifier(num_classes)
         for head in (self.aux1, self.aux2):
             if head is not None:
-                head.fc2 = nn.Linear(head.fc2.in_features, num_classes)
+                head.fc2 = classifier(1024, num_classes, like=self)
 
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision's GoogLeNet keys to ours (rule by rule, see `_TV_RULES`).

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, classifier
 
 PAPER = "LeCun et al., Gradient-Based Learning Applied to Document Recognition, Proc. IEEE 1998"
 
@@ -45,7 +45,8 @@ class LeNet5(ZooModel):
         )
         self.flatten = nn.Flatten()
         self.pre_logits = nn.Sequential(nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
-        self.fc = nn.Linear(84, num_classes)
+        self.fc = classifier(84, num_classes)
+        self.num_features, self.head_hidden_size = 16, 84
         self.feature_info = [
             {"module": "stages.0", "channels": 6, "reduction": 2},
             {"module": "stages.1", "channels": 16, "reduction": 4},
@@ -57,10 +58,6 @@ class LeNet5(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(self.flatten(x))
         return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
 
 register_model(
@@ -188,7 +185,8 @@ class LeNet5Paper(ZooModel):
                 c5=nn.Conv2d(16, 120, 5), act5=ScaledTanh(), flatten=nn.Flatten(), f6=nn.Linear(120, 84), act6=ScaledTanh()
             )
         )
-        self.fc = nn.Linear(84, num_classes)
+        self.fc = classifier(84, num_classes)
+        self.num_features, self.head_hidden_size = 16, 84
         self.feature_info = [
             {"module": "stages.0", "channels": 6, "reduction": 2},
             {"module": "stages.1", "channels": 16, "reduction": 4},
@@ -221,10 +219,6 @@ class LeNet5Paper(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(x)
         return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
 
 register_model(

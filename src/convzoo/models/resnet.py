@@ -42,7 +42,7 @@ from ..layers.residual import (
     unit_variant,
 )
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, check_num_classes, classifier
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
 PAPER_PREACT = "He et al., Identity Mappings in Deep Residual Networks, ECCV 2016"
@@ -192,9 +192,7 @@ class ResNet(ZooModel):
     `final` (BN-ReLU for pre-activation units, identity otherwise), `head` (pool, flatten, fc).
     """
 
-    # ZooModel's class annotations are strings TorchScript cannot resolve; these plain
-    # Python attributes are not needed by a scripted forward
-    __jit_ignored_attributes__ = ["num_classes", "in_channels", "feature_info", "spec", "num_features"]
+    classifier_name = "head.fc"
 
     def __init__(
         self,
@@ -219,7 +217,8 @@ class ResNet(ZooModel):
         check_choice("stride_in", spec.stride_in, STRIDE_PLACEMENTS)
         check_choice("block", spec.block, BLOCK_KINDS)
         num_classes = spec.default_classes if num_classes is None else num_classes
-        _check_positive(num_classes=num_classes, in_channels=in_channels)
+        check_num_classes(num_classes)
+        _check_positive(in_channels=in_channels)
         self.spec = spec
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -274,9 +273,9 @@ class ResNet(ZooModel):
             )
         else:
             self.final = nn.Identity()
-        self.num_features = channels
+        self.num_features = self.head_hidden_size = channels
         self.head = nn.Sequential(
-            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=_classifier(channels, num_classes))
+            OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=classifier(channels, num_classes))
         )
         self._init_weights(zero_init_residual)
 
@@ -300,14 +299,6 @@ class ResNet(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head.flatten(self.head.pool(x))
         return x if pre_logits else self.head.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        _check_positive(num_classes=num_classes, allow_zero=True)
-        old = self.head.fc
-        device = next(self.parameters()).device
-        self.head.fc = _classifier(self.num_features, num_classes, device=device)
-        del old
-        self.num_classes = num_classes
 
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision ResNet keys (conv1, bn1, layerN.M.convK/bnK, downsample, fc) to ours.
@@ -347,10 +338,6 @@ def convert_torchvision_resnet(state_dict: dict[str, torch.Tensor]) -> dict[str,
                 new = f"stages.{stage}.{unit}.{rest}"
         out[new] = value
     return out
-
-
-def _classifier(features: int, num_classes: int, device: Any = None) -> nn.Module:
-    return nn.Linear(features, num_classes, device=device) if num_classes > 0 else nn.Identity()
 
 
 def _on_meta(module: nn.Module) -> bool:

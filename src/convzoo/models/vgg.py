@@ -34,7 +34,7 @@ from ..errors import CheckpointError
 from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
 from ..registry import ModelInfo, register_model
-from .base import ZooModel
+from .base import ZooModel, classifier
 
 PAPER = "Simonyan and Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
 
@@ -149,7 +149,8 @@ class VGG(ZooModel):
                 drop2=nn.Dropout(dropout),
             )
         )
-        self.fc = nn.Linear(4096, num_classes)
+        self.fc = classifier(4096, num_classes)
+        self.num_features, self.head_hidden_size = channels, 4096
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -172,10 +173,6 @@ class VGG(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(self.flatten(self.pool(x)))
         return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision's `features.N` / `classifier.N` keys to ours.
