@@ -216,7 +216,8 @@ def explain_input_failure(model: nn.Module, x: torch.Tensor) -> InputSizeError |
     smallest = minimum_input_size(model, x.shape[1])
     if smallest is None:
         return None  # no size works: not a size problem
-    if not _runs(meta, (1, x.shape[1], smallest, smallest), x.dtype)[0]:
+    # batch 2: batch norm in training mode needs two values per channel at a 1x1 map
+    if not _runs(meta, (2, x.shape[1], smallest, smallest), x.dtype)[0]:
         return None  # the size that works in float32 fails with this input: not a size problem
     h, w = x.shape[-2:]
     name = type(model).__name__
