@@ -7,6 +7,8 @@ The CLI turns these into one clear message and exit status 2; anything else is a
 
 from __future__ import annotations
 
+import re
+
 
 class ConvzooError(Exception):
     """Base class of the errors a user can cause. `str(err)` is the whole message."""
@@ -31,7 +33,8 @@ class NotationError(ConvzooError, ValueError):
     """Malformed compact notation; carries the text and the position of the fault."""
 
     def __init__(self, message: str, text: str = "", position: int | None = None) -> None:
-        self.message = message
+        # a quoted token can be megabytes long ('(Conv' + 5,000 digits): keep each word short
+        self.message = re.sub(r"\S{61,}", lambda m: m.group(0)[:40] + f"...({len(m.group(0)):,} characters)", message)
         self.text = text
         self.position = position
         super().__init__(self._render())
