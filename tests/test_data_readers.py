@@ -229,10 +229,12 @@ def test_discovery_order(no_system, monkeypatch):
 
 
 def test_missing_names_every_place(no_system):
+    with pytest.raises(DataError, match="--data-dir .*nowhere.* does not exist"):
+        find_dataset("fashion-mnist", str(no_system / "nowhere"))  # a named folder: no fall-back (issue 15)
     with pytest.raises(DataError) as err:
-        find_dataset("fashion-mnist", str(no_system / "nowhere"))
+        find_dataset("fashion-mnist")
     msg = str(err.value)
-    assert "nowhere" in msg and "$CONVZOO_DATA (not set)" in msg
+    assert "data_dir (--data-dir) (not set)" in msg and "$CONVZOO_DATA (not set)" in msg
     assert str(no_system / "system" / "fashion-mnist") in msg and "cache" in msg
     assert "apt-get install -y dataset-fashion-mnist" in msg
     with pytest.raises(DataError, match="download=True"):

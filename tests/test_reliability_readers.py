@@ -111,3 +111,20 @@ def test_good_cifar_still_loads(tmp_path):
     root = _cifar(tmp_path / "c", np.array([0, 9, 1, 2], dtype=np.int64), names=[str(i).encode() for i in range(10)])
     ds = load_dataset("cifar10", "train", str(root))
     assert len(ds) == 20 and ds.labels.tolist()[:4] == [0, 9, 1, 2]
+
+
+def test_an_empty_data_dir_is_an_error_not_a_fall_back(tmp_path, monkeypatch):
+    from convzoo.data import find_dataset
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("CONVZOO_DATA", str(tmp_path / "elsewhere"))  # where a fall-back could find it
+    write_fake = __import__("test_train").write_fake_fashion_mnist
+    write_fake(tmp_path / "elsewhere" / "fashion-mnist", n_train=8, n_test=8)
+    assert find_dataset("fashion-mnist") == tmp_path / "elsewhere" / "fashion-mnist"
+    for bad in (tmp_path / "empty", tmp_path / "missing"):
+        with pytest.raises(DataError, match="--data-dir") as info:
+            find_dataset("fashion-mnist", str(bad))
+        assert str(bad) in str(info.value)
+    monkeypatch.setenv("CONVZOO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="add --download to the command"):
+        find_dataset("cifar10")

@@ -175,8 +175,8 @@ def _places(name: str, data_dir: str | None) -> list[tuple[str, Path | None, boo
 
 def _how_to_get(name: str) -> str:
     online = (
-        "or, when online, let torchvision download it "
-        f"(load_dataset({name!r}, download=True) puts it in {cache_dir() / name})"
+        "or, when online, add --download to the command (in Python: "
+        f"load_dataset({name!r}, download=True)), which puts it in {cache_dir() / name}"
     )
     if name == "fashion-mnist":
         return f"install it with `apt-get install -y dataset-fashion-mnist`, {online}"
@@ -204,6 +204,12 @@ def find_dataset(name: str, data_dir: str | None = None) -> Path:
             if cand.is_dir() and _holds(cand, name):
                 return cand
         looked.append(f"{label}: {base}")
+        if label.startswith("data_dir"):  # a folder the user named: no silent fall-back elsewhere
+            what = "does not exist" if not base.exists() else f"holds no {name} files"
+            raise DataError(
+                f"data set {name!r} not found: --data-dir {str(base)!r} {what} (looked in {base}/{name}/, {base}/ and torchvision's "
+                f"layout); fix the path, or drop --data-dir to search ${DATA_ENV} and {SYSTEM_DIR}"
+            )
     raise DataError(f"data set {name!r} not found; looked in: {'; '.join(looked)}. To get it, {_how_to_get(name)}")
 
 
