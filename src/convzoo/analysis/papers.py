@@ -13,7 +13,7 @@ the table, with the arithmetic).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, UnknownModelError
 
@@ -189,6 +189,10 @@ class PaperRow:
     note: str = ""
     source: str = ""
     printed: str = ""
+    #: the zoo model the computed figure is read from, and the modules it counts (qualified
+    #: names; empty when the figure is the whole network's): the explorer links them
+    model: str = ""
+    layers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,7 +229,8 @@ class _Builder:
         self.published = {(p.row, p.quantity): p for p in PUBLISHED[table]}
         self.rows: list[PaperRow] = []
 
-    def add(self, row: str, quantity: str, computed: float | None, note: str = "") -> None:
+    def add(self, row: str, quantity: str, computed: float | None, note: str = "", *, model: str = "",
+            layers: Sequence[str] = ()) -> None:  # fmt: skip
         pub = self.published.get((row, quantity))
         value = None if pub is None else pub.value
         self.rows.append(
@@ -238,6 +243,8 @@ class _Builder:
                 note=note,
                 source="" if pub is None else pub.source,
                 printed="" if pub is None else pub.printed,
+                model=model,
+                layers=list(layers),
             )
         )
 
@@ -285,45 +292,51 @@ def _side(shape: list[Any] | None) -> int | None:
 # -- the tables -----------------------------------------------------------------------------------
 def _lenet() -> list[PaperRow]:
     b = _Builder("lenet")
-    r = _report("lenet5", batch_size=1)
+    L = "lenet5"
+    r = _report(L, batch_size=1)
     convs = _called(r, ("Conv2d",))
     fcs = _called(r, ("Linear",))
     if len(convs) != 2 or len(fcs) != 3:
         raise ConfigError("lenet5 no longer has 2 convolutions and 3 linear layers; the lenet table needs them")
-    b.add("C1: conv 6@5x5", "params", convs[0].params, "5x5x1x6 weights + 6 biases.")
+    b.add("C1: conv 6@5x5", "params", convs[0].params, "5x5x1x6 weights + 6 biases.", model=L, layers=[convs[0].name])
     b.add(
         "C3: conv 16@5x5",
         "params",
         convs[1].params,
-        "The lecture's LeNet connects C3 to all 6 S2 maps: 5x5x6x16 + 16 = 2,416. The 1998 paper uses a partial "
+        model=L,
+        layers=[convs[1].name],
+        note="The lecture's LeNet connects C3 to all 6 S2 maps: 5x5x6x16 + 16 = 2,416. The 1998 paper uses a partial "
         "table (60 of the 96 map pairs: 60x25 + 16 biases = 1,516) to break symmetry and save connections.",
     )
-    b.add("C5: fc 400->120", "params", fcs[0].params, "400x120 + 120; the paper's C5 is a 5x5 convolution on 5x5 maps, the same count.")
-    b.add("F6: fc 120->84", "params", fcs[1].params, "120x84 + 84.")
-    b.add("output: fc 84->10", "params", fcs[2].params, "84x10 + 10. The paper's output is 10 Euclidean RBF units with fixed (not trained) 84-d centres.")
-    b.add("total", "params", r.total_params)
-    b.add("total", "MACs at 1x32x32", r.macs, "Per layer: 28x28x6x25 + 10x10x16x150 + 400x120 + 120x84 + 84x10.")
+    b.add("C5: fc 400->120", "params", fcs[0].params, "400x120 + 120; the paper's C5 is a 5x5 convolution on 5x5 maps, the same count.", model=L, layers=[fcs[0].name])
+    b.add("F6: fc 120->84", "params", fcs[1].params, "120x84 + 84.", model=L, layers=[fcs[1].name])
+    b.add("output: fc 84->10", "params", fcs[2].params, "84x10 + 10. The paper's output is 10 Euclidean RBF units with fixed (not trained) 84-d centres.", model=L, layers=[fcs[2].name])
+    b.add("total", "params", r.total_params, model=L)
+    b.add("total", "MACs at 1x32x32", r.macs, "Per layer: 28x28x6x25 + 10x10x16x150 + 400x120 + 120x84 + 84x10.", model=L)
     m = r.memory
-    b.add("parameters", "bytes (float32)", m.param_bytes, "4 bytes per parameter.")
+    b.add("parameters", "bytes (float32)", m.param_bytes, "4 bytes per parameter.", model=L)
     b.add(
         "activations per image, inference",
         "bytes written by the forward pass",
         m.forward_activation_bytes,
-        "Every tensor the forward creates at batch 1: 14,602 float32 activations (58,408 bytes) and the "
+        model=L,
+        note="Every tensor the forward creates at batch 1: 14,602 float32 activations (58,408 bytes) and the "
         "max-pool indices (1,576 int64, 12,608 bytes), which PyTorch computes even at inference; the input "
         "image (4,096 bytes) is not included.",
     )
-    b.add("inference, one image", "peak bytes (params + input + live activations)", m.peak_inference_bytes)
+    b.add("inference, one image", "peak bytes (params + input + live activations)", m.peak_inference_bytes, model=L)
     b.add(
         "activations per image, training",
         "bytes saved for backward",
         m.saved_activation_bytes,
-        "What autograd keeps from the forward for the backward pass (conv/linear inputs, ReLU outputs, pooling indices).",
+        model=L,
+        note="What autograd keeps from the forward for the backward pass (conv/linear inputs, ReLU outputs, pooling indices).",
     )
     b.add(
         "training, one image (SGD with momentum)",
         "bytes: params + grads + momentum + input + saved activations",
         m.training_bytes,
+        model=L,
     )
     return b.rows
 
@@ -336,11 +349,12 @@ def _alexnet() -> list[PaperRow]:
         "alexnet_paper (two-GPU network)",
         "params",
         paper.total_params,
-        "The paper only says 'about 60 million'; its layer shapes (section 3.5, Figure 2) give 60,965,224.",
+        model="alexnet_paper",
+        note="The paper only says 'about 60 million'; its layer shapes (section 3.5, Figure 2) give 60,965,224.",
     )
-    b.add("alexnet (torchvision, one weird trick)", "params", tv.total_params)
-    b.add("alexnet (torchvision, one weird trick)", "MACs at 224x224", tv.macs)
-    b.add("alexnet_paper (two-GPU network)", "MACs at 227x227", paper.macs, "Not published; computed at the 227x227 input that makes the paper's 55x55 maps.")
+    b.add("alexnet (torchvision, one weird trick)", "params", tv.total_params, model="alexnet")
+    b.add("alexnet (torchvision, one weird trick)", "MACs at 224x224", tv.macs, model="alexnet")
+    b.add("alexnet_paper (two-GPU network)", "MACs at 227x227", paper.macs, "Not published; computed at the 227x227 input that makes the paper's 55x55 maps.", model="alexnet_paper")
     layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
     p_rows = _called(paper, ("Conv2d",)) + _called(paper, ("Linear",))
     t_rows = _called(tv, ("Conv2d",)) + _called(tv, ("Linear",))
@@ -357,13 +371,14 @@ def _alexnet() -> list[PaperRow]:
         "fc8": "same in both: 4096 -> 1000.",
     }
     for name, pr, tr in zip(layers, p_rows, t_rows):
-        b.add(name, "params: paper network", pr.params, why[name])
-        b.add(name, "params: torchvision", tr.params, why[name])
+        b.add(name, "params: paper network", pr.params, why[name], model="alexnet_paper", layers=[pr.name])
+        b.add(name, "params: torchvision", tr.params, why[name], model="alexnet", layers=[tr.name])
     b.add(
         "torchvision - paper",
         "params",
         tv.total_params - paper.total_params,
-        "All of the difference is in the convolutions (torchvision drops the two-GPU grouping and changes the "
+        model="alexnet",
+        note="All of the difference is in the convolutions (torchvision drops the two-GPU grouping and changes the "
         "filter counts to 64-192-384-256-256); the three FC layers (58,631,144 parameters) are identical.",
     )
     return b.rows
@@ -376,9 +391,9 @@ def _vgg() -> list[PaperRow]:
     reports = {row: _report(name) for row, name in names.items()}
     for row, rep in reports.items():
         note = "LRN has no parameters, so A-LRN = A." if row.startswith("A-LRN") else ""
-        b.add(row, "params", rep.total_params, note)
-    b.add("D (vgg_d)", "MACs at 224x224", reports["D (vgg_d)"].macs)
-    b.add("E (vgg_e)", "MACs at 224x224", reports["E (vgg_e)"].macs)
+        b.add(row, "params", rep.total_params, note, model=names[row])
+    b.add("D (vgg_d)", "MACs at 224x224", reports["D (vgg_d)"].macs, model="vgg_d")
+    b.add("E (vgg_e)", "MACs at 224x224", reports["E (vgg_e)"].macs, model="vgg_e")
     return b.rows
 
 
@@ -420,17 +435,19 @@ def _googlenet() -> list[PaperRow]:
         weights = sum(_weights(model, r.name) for r in members)
         macs = sum(r.cum_macs for r in members)
         default = "Within rounding of the printed figure." if label not in notes_params else ""
-        b.add(label, "params (weights, K=1024)", weights, notes_params.get(label, default))
-        b.add(label, "ops (MACs, M=10^6)", macs, notes_ops.get(label, "Within rounding of the printed figure."))
+        linked = [r.name for r in members]
+        b.add(label, "params (weights, K=1024)", weights, notes_params.get(label, default), model=name, layers=linked)
+        b.add(label, "ops (MACs, M=10^6)", macs, notes_ops.get(label, "Within rounding of the printed figure."), model=name, layers=linked)
     aux = sum(r.params for r in rep.layers if r.calls == 0)  # modules that never run at inference
     b.add(
         "whole network",
         "params (with biases, no auxiliary heads)",
         rep.total_params - aux,
-        "Not in the table. Biases and the two auxiliary classifiers (used in training only) are excluded from the "
+        model=name,
+        note="Not in the table. Biases and the two auxiliary classifiers (used in training only) are excluded from the "
         "rows; the auxiliary heads alone have " + f"{aux:,} parameters.",
     )
-    b.add("whole network", "MACs", rep.macs, "Not in the table: the sum of the computed rows.")
+    b.add("whole network", "MACs", rep.macs, "Not in the table: the sum of the computed rows.", model=name)
     return b.rows
 
 
@@ -453,12 +470,12 @@ def _resnet() -> list[PaperRow]:
     for row, (name, note) in rows.items():
         rep = _report(name)
         paper_macs[name] = rep.macs
-        b.add(row, "MACs at 224x224", rep.macs, note)
+        b.add(row, "MACs at 224x224", rep.macs, note, model=name)
     for depth in (50, 101, 152):
         row = f"{depth}-layer, torchvision placement (resnet{depth})"
         rep = _report(f"resnet{depth}")
         paper = f"resnet{depth}_paper"
-        b.add(row, "MACs at 224x224", rep.macs, tv_note.format(extra=(rep.macs - paper_macs[paper]) / G, paper=paper))
+        b.add(row, "MACs at 224x224", rep.macs, tv_note.format(extra=(rep.macs - paper_macs[paper]) / G, paper=paper), model=f"resnet{depth}")
     return b.rows
 
 
@@ -479,20 +496,25 @@ def _densenet() -> list[PaperRow]:
                 "pooling": _side(pools[0].output_shape) if pools else None,
                 "classification layer": _side(gpool[-1].output_shape) if gpool else None,
             }
+            where = {"convolution": [convs[0].name], "pooling": [pools[0].name] if pools else [],
+                     "classification layer": [gpool[-1].name] if gpool else []}  # fmt: skip
             for i in range(4):
                 sides[f"dense block ({i + 1})"] = _side(blocks[i].output_shape)
+                where[f"dense block ({i + 1})"] = [blocks[i].name]
             for i in range(3):
                 sides[f"transition layer ({i + 1})"] = _side(transitions[i].output_shape)
+                where[f"transition layer ({i + 1})"] = [transitions[i].name]
             for row in DENSENET_SIDES:
-                b.add(row, "output side (pixels)", sides[row], "The same for DenseNet-169, -201 and -161.")
+                b.add(row, "output side (pixels)", sides[row], "The same for DenseNet-169, -201 and -161.", model=name,
+                      layers=where.get(row, []))  # fmt: skip
         for i, blk in enumerate(blocks):
             prefix = blk.name + "."
             n = sum(1 for r in rep.layers if "DenseLayer" in r.type and r.name.startswith(prefix))
-            b.add(f"{name}: dense block ({i + 1})", "layers", n)
+            b.add(f"{name}: dense block ({i + 1})", "layers", n, model=name, layers=[blk.name])
         weight_layers = len(_called(rep, ("Conv2d", "Linear")))
-        b.add(name, "weight layers", weight_layers, "1 stem convolution + 2 per dense layer + 1 per transition + 1 fc.")
-        b.add(name, "params", rep.total_params)
-    b.add("densenet201", "params (paper)", reports["densenet201"].total_params, "The paper rounds to 20M.")
+        b.add(name, "weight layers", weight_layers, "1 stem convolution + 2 per dense layer + 1 per transition + 1 fc.", model=name)
+        b.add(name, "params", rep.total_params, model=name)
+    b.add("densenet201", "params (paper)", reports["densenet201"].total_params, "The paper rounds to 20M.", model="densenet201")
     return b.rows
 
 

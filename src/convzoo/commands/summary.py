@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", metavar="CxHxW", default=None, help="input size, e.g. 3x224x224 (default: the model's)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for the memory figures (default 1)")
     p.add_argument("--depth", type=int, default=3, metavar="N", help="depth of the module tree shown (default 3)")
+    p.add_argument(
+        "--compare",
+        metavar="OTHER",
+        default=None,
+        help="compare with OTHER (a model name, 'name(unit=...)' or notation): layers added, removed, changed and the deltas",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the full report as JSON")
     fmt.add_argument("--csv", action="store_true", help="print one CSV line per module")
@@ -34,6 +40,26 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import render
 
     size = parse_input_size(args.input) if args.input is not None else None
+    if args.compare is not None:
+        import json
+
+        from ..analysis.compare import compare
+
+        result = compare(args.model, args.compare, input_a=size, batch_size=args.batch)
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return 0
+        print(f"{args.model} -> {args.compare}")
+        for key, value in result["delta"].items():
+            print(f"  {key}: {result['a'][key]} -> {result['b'][key]} ({'-' if value is None else f'{value:+,}'})")
+        counts = result["counts"]
+        print("  layers: " + ", ".join(f"{counts[k]} {k}" for k in ("same", "changed", "added", "removed")))
+        for row in result["layers"]:
+            if row["op"] != "same":
+                side = row["a"] or row["b"]
+                detail = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in row["changes"].items())
+                print(f"  {row['op']:8} {side['name']} ({side['type']}) {detail}".rstrip())
+        return 0
     report = analyze(args.model, input_size=size, batch_size=args.batch)
     if args.json:
         print(render.to_json(report))
