@@ -95,3 +95,21 @@ def test_inside_lenet5_shipped(fashion_mnist_dir):
     assert c["count"] == 200 and sum(map(sum, c["matrix"])) == 200
     assert c["top1"] > 80 and len(c["misclassified"]) == 4
     assert all(m["true"] != m["predicted"] for m in c["misclassified"])
+
+
+def test_dead_channels_are_never_top_activating():
+    import torch
+    from torch import nn
+
+    from convzoo.viz.features import top_patches
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    with torch.no_grad():
+        model[0].weight[1].zero_()
+        model[0].bias[1] = -1.0  # channel 1: always below zero, so 0 after the ReLU
+        model[0].weight[0].fill_(0.5)
+        model[0].bias[0] = 0.1  # channel 0: always fires on non-negative images
+    images = torch.rand(8, 1, 10, 10)
+    patches = top_patches(model, images, "1", [0, 1, 2], k=3)
+    assert patches[1] == [] and len(patches[0]) == 3 and all(p.activation > 0 for p in patches[0])

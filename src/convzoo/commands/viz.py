@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ft.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                     help="qualified module names (default: the model's stages, feature_info)")
     ft.add_argument("--channels", nargs="+", type=int, default=None, metavar="C",
-                    help="channels of the last chosen layer for the top patches (default: the first 4)")
+                    help="channels of the last chosen layer for the top patches (default: the 4 most strongly "
+                    "activated live channels; dead ones are never offered)")
     ft.add_argument("--max-channels", type=int, default=16, help="feature maps drawn per layer (default 16)")
     ft.add_argument("--data", default=None, help="data set to search for top patches (default: the run's)")
     ft.add_argument("--data-dir", default=None, help="where the data set's files are")
@@ -240,8 +241,19 @@ def _features(args: argparse.Namespace) -> int:
         ds = _dataset(ckpt, args.data, args.data_dir, "test")
         images = prepare(ds.images[: args.samples], model, ckpt, args.data)
         layer = layers[-1]
-        channels = args.channels or list(range(min(4, maps[layer].shape[0])))
-        patches = top_patches(model, images, layer, channels, k=args.top)
+        if args.channels:
+            patches = top_patches(model, images, layer, args.channels, k=args.top)
+        else:  # the 4 most strongly activated live channels, never a dead one
+            every = top_patches(model, images, layer, list(range(maps[layer].shape[0])), k=args.top)
+            live = sorted((c for c, ps in every.items() if ps), key=lambda c: -every[c][0].activation)
+            patches = {c: every[c] for c in live[:4]}
+        dead = [c for c, ps in patches.items() if not ps]
+        if dead:
+            print(f"channel{'s' if len(dead) > 1 else ''} {', '.join(map(str, dead))} of {layer} never fire on "
+                  f"{len(images)} images (dead): no patches")  # fmt: skip
+            patches = {c: ps for c, ps in patches.items() if ps}
+        if not patches:
+            raise ConfigError(f"every chosen channel of {layer} is dead on these images; choose others with --channels")
         pout = out.with_name(f"{out.stem}.patches{out.suffix}")
         written.append(save_figure(plot_top_patches(patches, layer=layer), pout))
     return _done(*written)

@@ -208,7 +208,8 @@ def top_patches(
     batch_size: int = 256,
 ) -> dict[int, list[Patch]]:
     """For each channel of `layer`, the `k` images of `images` (N, C, H, W) with the largest
-    activation anywhere, cropped to that position's receptive field (one patch per image)."""
+    activation anywhere, cropped to that position's receptive field (one patch per image).
+    A dead channel (no activation above 0 on any image) gets an empty list."""
     import torch
 
     target = _resolve(model, [layer])[layer]
@@ -236,15 +237,17 @@ def top_patches(
                 if bad:
                     raise ConfigError(f"layer {layer!r} has {n_channels} channels; channel {bad[0]} does not exist")
                 w = act.shape[3]
-                for c in channels:
-                    flat = act[:, c].flatten(1)
-                    v, i = flat.max(dim=1)
+                values, where = act[:, list(channels)].flatten(2).max(dim=2)  # (batch, channels)
+                for j, c in enumerate(channels):
+                    v, i = values[:, j], where[:, j]
                     best_val[c][start : start + len(v)] = v.cpu()
                     best_pos[c][start : start + len(v)] = torch.stack([i // w, i % w], dim=1).cpu()
     finally:
         handle.remove()
         model.train(was_training)
-    chosen = {c: torch.topk(best_val[c], min(k, n)).indices.tolist() for c in channels}
+    # a dead channel (never above 0 on these images, e.g. after a ReLU) has no top patch
+    chosen = {c: torch.topk(best_val[c], min(k, n)).indices.tolist() if float(best_val[c].max()) > 0 else []
+              for c in channels}  # fmt: skip
     wanted = [(c, i) for c in channels for i in chosen[c]]
     boxes = receptive_boxes(model, layer, tuple(images.shape[1:]), [tuple(best_pos[c][i].tolist()) for c, i in wanted])
     out: dict[int, list[Patch]] = {c: [] for c in channels}
