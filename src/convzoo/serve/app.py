@@ -1,0 +1,215 @@
+"""The explorer's JSON API (under /api/) and its guards; bodies are the CLI's `--json` dicts.
+
+Every request must carry a loopback (or the served) Host header (DNS rebinding), API
+requests from another origin are refused, bodies are at most 1 MB, and the library calls
+run one at a time (the analysis engine installs process-wide hooks)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+MAX_BODY = 1_000_000
+MAX_TEXT = 10_000
+MAX_LAYERS = 2_000
+MAX_SIDE = 4096
+MAX_BATCH = 65_536
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+DTYPES = ("float32", "bfloat16")
+
+
+class UserError(Exception):
+    """A bad request: answered with HTTP 400 and this message."""
+
+
+def _error(msg: str, status: int = 400, /, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": msg, **extra}, status_code=status)
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _input(value: Any) -> tuple[int, int, int] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+    elif isinstance(value, list):
+        parts = value
+    else:
+        raise UserError("input must be [C, H, W] or 'CxHxW'")
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise UserError(f"input must be three positive integers C x H x W, got {value!r}") from None
+    if len(size) != 3 or min(size) < 1:
+        raise UserError(f"input must be three positive integers C x H x W, got {value!r}")
+    if size[1] > MAX_SIDE or size[2] > MAX_SIDE or size[0] > MAX_SIDE:
+        raise UserError(f"input {size[0]}x{size[1]}x{size[2]} is too large: at most {MAX_SIDE} x {MAX_SIDE} (and {MAX_SIDE} channels)")
+    return size  # type: ignore[return-value]
+
+
+def _batch(value: Any) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"batch_size must be a positive integer, got {value!r}")
+    if value > MAX_BATCH:
+        raise UserError(f"batch_size {value} is too large: at most {MAX_BATCH:,}")
+    return value
+
+
+def _source(value: Any, field: str = "source") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{field} must be a model name or a network in the compact notation")
+    if len(value) > MAX_TEXT:
+        raise UserError(f"{field} is {len(value):,} characters long: at most {MAX_TEXT:,}")
+    from ..analysis.compare import parse_source
+
+    if parse_source(value) is None:
+        from ..notation import parse
+
+        n = len(parse(value).layers)
+        if n > MAX_LAYERS:
+            raise UserError(f"{field} has {n:,} layers: at most {MAX_LAYERS:,}")
+    return value
+
+
+def _dtype(value: Any) -> Any:
+    if value is None:
+        value = "float32"
+    if value not in DTYPES:
+        raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
+    import torch
+
+    return getattr(torch, value)
+
+
+def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The explorer's ASGI app. `runs_dir`: the run folders later views read;
+    `allowed_hosts`: Host names accepted besides the loopback ones."""
+    lock = threading.Lock()
+    hosts = {h.lower() for h in (*LOOPBACK, *(allowed_hosts or []))}
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise UserError(f"request body over {MAX_BODY:,} bytes")
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            raise UserError("request body must be JSON") from None
+        if not isinstance(data, dict):
+            raise UserError("request body must be a JSON object")
+        return data
+
+    def call(fn: Any, *a: Any, **k: Any) -> Any:
+        with lock:
+            return fn(*a, **k)
+
+    async def run(fn: Any, *a: Any, **k: Any) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from ..errors import ConvzooError, NotationError
+
+        try:
+            result = await run_in_threadpool(call, fn, *a, **k)
+        except NotationError as err:
+            return _error(str(err), message=err.message, text=err.text, position=err.position)
+        except (ConvzooError, UserError) as err:
+            return _error(str(err))
+        return JSONResponse(result)
+
+    async def models(request: Request) -> Response:
+        from .._table import rows
+
+        return await run(rows, "*")
+
+    async def analyze(request: Request) -> Response:
+        try:
+            data = await body(request)
+            source = _source(data.get("source"))
+            size, batch, dtype = _input(data.get("input")), _batch(data.get("batch_size")), _dtype(data.get("dtype"))
+        except UserError as err:
+            return _error(str(err))
+        except Exception as err:  # notation errors while counting layers
+            return await run(_raise, err)
+        from ..analysis.compare import analyze_source
+
+        return await run(lambda: analyze_source(source, size, batch, dtype).to_dict())
+
+    async def spec(request: Request) -> Response:
+        try:
+            data = await body(request)
+            text = _source(data.get("text"), "text")
+            size = _input(data.get("input"))
+        except UserError as err:
+            return _error(str(err))
+        except Exception as err:
+            return await run(_raise, err)
+        from ..notation.summary import summarize
+
+        return await run(summarize, text, input_size=size)
+
+    async def paper(request: Request) -> Response:
+        from ..analysis.papers import paper_table
+
+        return await run(lambda: paper_table(request.path_params["table"]).to_dict())
+
+    async def compare(request: Request) -> Response:
+        try:
+            data = await body(request)
+            a, b = _source(data.get("a"), "a"), _source(data.get("b"), "b")
+            ia, ib = _input(data.get("input_a")), _input(data.get("input_b"))
+            batch, dtype = _batch(data.get("batch_size")), _dtype(data.get("dtype"))
+        except UserError as err:
+            return _error(str(err))
+        except Exception as err:
+            return await run(_raise, err)
+        from ..analysis.compare import compare as _compare
+
+        return await run(_compare, a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype)
+
+    def _raise(err: Exception) -> None:
+        raise err
+
+    routes = [
+        Route("/api/models", models, methods=["GET"]),
+        Route("/api/analyze", analyze, methods=["POST"]),
+        Route("/api/spec", spec, methods=["POST"]),
+        Route("/api/paper/{table}", paper, methods=["GET"]),
+        Route("/api/compare", compare, methods=["POST"]),
+    ]
+    async def guard(request: Request, call_next: Any) -> Response:
+        host = _host_name(request.headers.get("host", "")).lower()
+        if host not in hosts:
+            return _error(f"refused: Host {request.headers.get('host', '')!r} is not an address this server serves", 403)
+        origin = request.headers.get("origin")
+        if request.url.path.startswith("/api/") and origin is not None:
+            from urllib.parse import urlsplit
+
+            if urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
+                return _error(f"refused: cross-origin request from {origin}", 403)
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return _error(f"request body over {MAX_BODY:,} bytes")
+        return await call_next(request)
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)])
+    app.state.runs_dir = Path(runs_dir) if runs_dir is not None else None
+    return app
