@@ -143,3 +143,14 @@ def test_cli(capsys):
     assert main(["experiment", "lenett"]) == 2
     assert "did you mean lenet" in capsys.readouterr().err
     assert main(["experiment"]) == 2
+
+
+def test_degradation_verdict_names_the_networks_trained():
+    from convzoo.experiments import analyse_degradation, load_recipe
+
+    rows = [dict(run=n, model=m, role=role, train_error=e, test_error=e) for n, m, role, e in [
+        ("plain20", "plain20", "plain_shallow", 10.0), ("plain56", "plain32", "plain_deep", 20.0),
+        ("resnet20", "resnet20", "residual_shallow", 9.0), ("resnet56", "resnet32", "residual_deep", 8.0)]]  # fmt: skip
+    verdicts, _ = analyse_degradation(rows, load_recipe("degradation"), "smoke")
+    assert "plain56 (trained as plain32) 20.00%" in verdicts[0] and "plain20 10.00%" in verdicts[0]
+    assert "resnet56 (trained as resnet32)" in verdicts[1]

@@ -341,6 +341,13 @@ def _spread_words(a: dict[str, Any], b: dict[str, Any], real: bool) -> str:
     return ", more than the spread over seeds" if real else ", within the spread over seeds"
 
 
+def _name(row: dict[str, Any]) -> str:
+    """A run's name as a verdict prints it: with the network actually trained when a scale
+    replaced it (the smoke scale trains plain32 for the plain56 row, say)."""
+    model = row.get("model")
+    return row["run"] if model in (None, "spec", row["run"]) else f"{row['run']} (trained as {model})"
+
+
 def analyse_degradation(rows: list[dict[str, Any]], recipe: Recipe, scale: str) -> tuple[Verdicts, Tables]:
     ps, pd = _by_role(rows, "plain_shallow"), _by_role(rows, "plain_deep")
     rs, rd = _by_role(rows, "residual_shallow"), _by_role(rows, "residual_deep")
@@ -351,10 +358,10 @@ def analyse_degradation(rows: list[dict[str, Any]], recipe: Recipe, scale: str) 
     plain_worse = pd["train_error"] > ps["train_error"]
     res_better = rd["test_error"] < rs["test_error"] and rd["train_error"] < rs["train_error"]
     out.append(f"Deeper plain net trains worse: {'yes' if plain_worse else 'no'} — final training error "
-               f"{pd['run']} {pd['train_error']:.2f}% vs {ps['run']} {ps['train_error']:.2f}% "
+               f"{_name(pd)} {pd['train_error']:.2f}% vs {_name(ps)} {ps['train_error']:.2f}% "
                f"(test {pd['test_error']:.2f}% vs {ps['test_error']:.2f}%).")
     out.append(f"Deeper residual net does better: {'yes' if res_better else 'no'} — training error "
-               f"{rd['run']} {rd['train_error']:.2f}% vs {rs['run']} {rs['train_error']:.2f}%, test "
+               f"{_name(rd)} {rd['train_error']:.2f}% vs {_name(rs)} {rs['train_error']:.2f}%, test "
                f"{rd['test_error']:.2f}% vs {rs['test_error']:.2f}%.")
     holds = plain_worse and res_better
     out.append(f"The lecture's claim (deeper plain worse, deeper residual better) "
