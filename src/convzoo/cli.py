@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("convzoo.commands.viz", "pictures: filters, feature maps, curves, architecture, comparisons"),
     "report": ("convzoo.commands.report", "one self-contained HTML report of a model or run"),
     "experiment": ("convzoo.commands.experiment", "run an experiment that reproduces a lecture claim"),
+    "serve": ("convzoo.commands.serve", "the explorer: build, measure and compare networks in a local web page"),
     "weights": ("convzoo.commands.weights", "the trained weights that ship with convzoo, and how each was made"),
     "export": ("convzoo.commands.export", "export a model or run to ONNX or torch.export, checked against PyTorch"),
 }

@@ -14,7 +14,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+#: The page: static files shipped as package data; nothing outside this folder is served.
+STATIC = Path(__file__).resolve().parent / "static"
 
 MAX_BODY = 1_000_000
 MAX_TEXT = 10_000
@@ -182,6 +187,9 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
 
         return await run(_compare, a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype)
 
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
     def _raise(err: Exception) -> None:
         raise err
 
@@ -191,6 +199,8 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         Route("/api/spec", spec, methods=["POST"]),
         Route("/api/paper/{table}", paper, methods=["GET"]),
         Route("/api/compare", compare, methods=["POST"]),
+        Route("/", index, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=str(STATIC), follow_symlink=False), name="static"),
     ]
     async def guard(request: Request, call_next: Any) -> Response:
         host = _host_name(request.headers.get("host", "")).lower()
