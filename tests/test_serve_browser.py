@@ -102,3 +102,19 @@ def test_cross_origin_and_foreign_host_are_refused(server):
     ok = urllib.request.Request(server + "api/analyze", data=body, method="POST",
                                 headers={"Content-Type": "application/json"})  # fmt: skip
     assert json.loads(urllib.request.urlopen(ok, timeout=60).read())["total_params"] == 61706
+
+
+def test_paper_row_opens_its_module_in_build(server, page):
+    page.goto(server + "#view=paper&table=googlenet")
+    row = page.locator("#paper tbody tr.link", has_text="inception (4a)").first
+    row.wait_for()
+    assert "K" in row.inner_text() or "M" in row.inner_text()  # the published figure as printed
+    page.screenshot(path=str(SHOTS / "serve-paper.png"))
+    row.click()
+    page.wait_for_function("location.hash.includes('source=googlenet_paper')")
+    page.wait_for_selector("#layers tbody tr.pin")
+    page.mouse.move(1, 1)
+    names = page.locator("#layers tbody tr.pin td:first-child").all_inner_texts()
+    assert names and all("4a" in n for n in names), names
+    assert page.input_value("#input") == "3x224x224"
+    page.screenshot(path=str(SHOTS / "serve-paper-build.png"))  # the viewport: the highlighted module

@@ -1,10 +1,13 @@
 // The Build view: notation or zoo model in, layer table, totals and a block diagram out.
 import { api, bytes, el, int, shape } from "./format.js";
+import { showPaper } from "./paper.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { source: "", input: "1x32x32", batch: "1", dtype: "float32", optimizer: "sgd_momentum" };
+const state = { view: "build", source: "", input: "1x32x32", batch: "1", dtype: "float32", optimizer: "sgd_momentum", hl: "", table: "lenet" };
 const OPT_NAMES = { sgd: "SGD", sgd_momentum: "SGD with momentum", adam: "Adam" };
 let timer = null;
+// a layer the forward pass never called (GoogLeNet's auxiliary heads in eval) has no shape
+const outShape = (l) => (l.output_shape ? shape(l.output_shape.slice(1)) : "not run");
 let seq = 0;
 
 function readHash() {
@@ -22,6 +25,7 @@ function syncControls() {
   $("batch").value = state.batch;
   $("dtype").value = state.dtype;
   $("optimizer").value = state.optimizer;
+  $("paper-table").value = state.table;
   $("picker").value = [...$("picker").options].some((o) => o.value === state.source) ? state.source : "";
 }
 
@@ -59,7 +63,7 @@ function linked(node, name) {
 function showTable(leaves) {
   const body = $("layers").tBodies[0];
   body.replaceChildren(...leaves.map((l) => linked(el("tr", {},
-    el("td", {}, l.name), el("td", {}, l.type), el("td", {}, shape(l.output_shape.slice(1))),
+    el("td", {}, l.name), el("td", {}, l.type), el("td", {}, outShape(l)),
     el("td", { class: "n" }, int(l.params)), el("td", { class: "n" }, int(l.macs))), l.name)));
 }
 
@@ -71,7 +75,7 @@ function showDiagram(leaves) {
   const groups = [];
   for (const l of leaves) {
     const parts = l.name.split(".");
-    const key = parts.length > 2 ? parts.slice(0, 2).join(".") : parts[0];
+    const key = parts.slice(0, Math.min(3, parts.length - 1)).join(".") || parts[0];
     if (!groups.length || groups[groups.length - 1].key !== key) groups.push({ key, leaves: [] });
     groups[groups.length - 1].leaves.push(l);
   }
@@ -85,7 +89,7 @@ function showDiagram(leaves) {
     for (const l of g.leaves) {
       const r = linked(mk("rect", { x: framed ? 12 : 4, y, width: framed ? W - 20 : W - 8, height: 18, rx: 3, class: "leaf" }), l.name);
       const t = mk("text", { x: framed ? 18 : 10, y: y + 13 });
-      t.textContent = `${l.type} ${shape(l.output_shape.slice(1))}`;
+      t.textContent = `${l.type} ${outShape(l)}`;
       svg.append(r, t);
       y += 22;
     }
@@ -115,8 +119,30 @@ function showError(err) {
   $("result").classList.add("stale");
 }
 
+function showView() {
+  $("build-view").hidden = state.view === "paper";
+  $("paper-view").hidden = state.view !== "paper";
+  $("tab-build").classList.toggle("on", state.view !== "paper");
+  $("tab-paper").classList.toggle("on", state.view === "paper");
+}
+
+function markHighlighted() {
+  // the layers a Paper row counts stay pinned ("pin"); hovering ("hl") comes and goes on top
+  document.querySelectorAll("[data-layer].pin").forEach((e) => e.classList.remove("pin"));
+  if (!state.hl) return;
+  for (const name of state.hl.split(",")) {
+    document.querySelectorAll("[data-layer]").forEach((e) => {
+      const n = e.getAttribute("data-layer");
+      if (n === name || n.startsWith(name + ".")) e.classList.add("pin");
+    });
+  }
+  document.querySelector("#layers tbody tr.pin")?.scrollIntoView({ block: "center" });
+}
+
 async function update() {
   writeHash();
+  showView();
+  if (state.view === "paper") { await showPaper(state, $); return; }
   if (!state.source.trim()) return;
   const mine = ++seq;
   try {
@@ -128,6 +154,7 @@ async function update() {
     showTotals(r);
     showTable(leaves);
     showDiagram(leaves);
+    markHighlighted();
     lastReport = r;
   } catch (err) {
     if (mine === seq) showError(err);
@@ -151,7 +178,7 @@ async function init() {
     }
   } catch (err) { /* the text box still works */ }
   syncControls();
-  $("source").addEventListener("input", (e) => { state.source = e.target.value; schedule(); });
+  $("source").addEventListener("input", (e) => { state.source = e.target.value; state.hl = ""; schedule(); });
   $("picker").addEventListener("change", (e) => {
     if (!e.target.value) return;
     state.source = e.target.value;
@@ -161,8 +188,13 @@ async function init() {
     update();
   });
   for (const id of ["input", "batch", "dtype"]) $(id).addEventListener("input", (e) => { state[id] = e.target.value; schedule(); });
+  $("paper-table").addEventListener("change", (e) => { state.table = e.target.value; update(); });
   $("optimizer").addEventListener("change", (e) => { state.optimizer = e.target.value; writeHash(); if (lastReport) showTotals(lastReport); });
-  window.addEventListener("hashchange", () => { readHash(); syncControls(); update(); });
+  window.addEventListener("hashchange", () => {
+    readHash(); // a link may carry only some keys (#view=paper): the others stay
+    syncControls();
+    update();
+  });
   update();
 }
 
