@@ -15,7 +15,8 @@ import torch
 
 import convzoo
 from convzoo.errors import WeightsError
-from convzoo.weights import FIELDS, RECIPES_DIR, WEIGHTS_DIR, evaluate_weights, list_weights, read_state_dict, sha256_of
+from convzoo.weights import FIELDS, RECIPES_DIR, WEIGHTS_DIR, list_weights, read_state_dict, sha256_of
+from convzoo.weights.measure import evaluate_weights
 
 ENTRIES = list_weights()
 IDS = [f"{m['model']}.{m['tag']}" for m in ENTRIES]

@@ -4,7 +4,7 @@ For each NAME, the recipe `src/convzoo/weights/recipes/NAME.toml` is trained by 
 trainer (`python -m convzoo train --config RECIPE --out weights/runs/NAME`, a subprocess,
 so it is exactly what a user runs; an interrupted run is resumed, a finished one reused).
 The final checkpoint (`last.pt`: the end of the schedule, never a test-selected "best")
-is then evaluated on the test set by `convzoo.weights.evaluate_weights` (deterministic,
+is then evaluated on the test set by `convzoo.weights.measure.evaluate_weights` (deterministic,
 fp32), and its state dict written with safetensors to
 `src/convzoo/weights/NAME.TAG.safetensors` beside `NAME.TAG.json`, the metadata: every
 number in it was measured here, nothing is typed in by hand.
@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from convzoo.weights import RECIPES_DIR, WEIGHTS_DIR, evaluate_weights, sha256_of  # noqa: E402
+from convzoo.weights import RECIPES_DIR, WEIGHTS_DIR, sha256_of  # noqa: E402
+from convzoo.weights.measure import evaluate_weights  # noqa: E402
 
 TAGS = {"fashion-mnist": "fashion-mnist"}
 
