@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import random
 import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,107 +41,19 @@ from .config import TrainConfig
 from .metrics import Progress, RunWriter, Stopwatch, hardware_info, versions
 from .optim import build_optimizer
 from .runlock import RunLock
+from .runtime import (  # re-exported here until every importer uses convzoo.train.runtime
+    autocast_context,
+    make_scaler,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from .schedules import Schedule
 
 
 class NonFiniteLossError(ConvzooError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
-
-
-# -- devices, precision, determinism -------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; otherwise the named device, checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
-    return dev
-
-
-def autocast_context(device: torch.device, amp: str):
-    """bf16 (CPU/GPU) or fp16 (GPU) autocast, or a null context."""
-    if amp == "none":
-        return nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_scaler(device: torch.device, amp: str) -> Any:
-    """A gradient scaler for fp16 on GPU (None otherwise); fp16 on CPU is refused."""
-    if amp != "fp16":
-        return None
-    if device.type != "cuda":
-        raise ConfigError("--amp fp16 needs a CUDA GPU (it needs a gradient scaler); use --amp bf16 on CPU")
-    amp_mod = getattr(torch, "amp", None)
-    if amp_mod is not None and hasattr(amp_mod, "GradScaler"):
-        try:
-            return amp_mod.GradScaler("cuda")
-        except TypeError:  # older signatures
-            pass
-    return torch.cuda.amp.GradScaler()
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and torch; in deterministic mode ask for deterministic kernels."""
-    random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
-    torch.manual_seed(seed)
-    if deterministic:
-        # cuBLAS needs this before its first use for deterministic GEMMs (CUDA docs, "Reproducibility").
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG state this process uses, as tensors and plain values (weights_only-safe)."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    try:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
-    except ImportError:  # pragma: no cover
-        pass
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` captured."""
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(_tuplify(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    if "numpy" in state:
-        import numpy as np
-
-        n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype("uint32"), n["pos"], n["has_gauss"], n["gauss"]))
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_tuplify(v) for v in value)
-    return value
 
 
 # -- model outputs and losses ----------------------------------------------------------------
