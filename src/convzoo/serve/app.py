@@ -202,6 +202,9 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         Route("/", index, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC), follow_symlink=False), name="static"),
     ]
+    from .runs_api import OWN_BODY_LIMIT, routes as runs_routes  # Runs, Inside, Train (issue 12)
+
+    routes[:0] = runs_routes(runs_dir, lock)
     async def guard(request: Request, call_next: Any) -> Response:
         host = _host_name(request.headers.get("host", "")).lower()
         if host not in hosts:
@@ -213,7 +216,7 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
             if urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
                 return _error(f"refused: cross-origin request from {origin}", 403)
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        if length is not None and length.isdigit() and int(length) > MAX_BODY and request.url.path not in OWN_BODY_LIMIT:
             return _error(f"request body over {MAX_BODY:,} bytes")
         return await call_next(request)
 
