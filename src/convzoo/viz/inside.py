@@ -80,15 +80,24 @@ def predict_data(model: "nn.Module", ckpt: dict[str, Any], images_u8: "torch.Ten
 def features_data(model: "nn.Module", ckpt: dict[str, Any], image_u8: "torch.Tensor", *,
                   layers: Sequence[str] | None = None, max_channels: int = 16, top: int = 5) -> dict[str, Any]:  # fmt: skip
     """For one uint8 image (C, H, W): the input as the network saw it, the top-`top`
-    predictions, and for each stage its strongest `max_channels` feature maps (by mean
-    activation; channels that are all zero are reported as dead, never as strongest)."""
+    predictions, for each stage its strongest `max_channels` feature maps (by mean
+    activation; channels that are all zero are reported as dead, never as strongest), and
+    the first convolution's filters ranked by their mean rectified response (`filters`)."""
     from .features import default_layers, feature_maps
+    from .filters import first_conv
 
     x = _prepare(image_u8[None], ckpt)
     names = list(layers or default_layers(model))
-    maps = feature_maps(model, x[0], names)
+    conv_name = first_conv(model)[0]
+    maps = feature_maps(model, x[0], [*names, conv_name] if conv_name not in names else names)
+    conv_act = maps[conv_name]
+    # which first-layer filters respond most: mean of each filter's (rectified) response
+    response = conv_act.clamp(min=0).flatten(1).mean(1)
+    ranked = [{"index": int(i), "response": float(response[i])} for i in response.argsort(descending=True)]
     stages = []
     for name, act in maps.items():
+        if name not in names:
+            continue
         strength = act.flatten(1).mean(1)
         alive = act.flatten(1).abs().amax(1) > 0
         order = [int(i) for i in strength.argsort(descending=True) if bool(alive[int(i)])]
@@ -106,6 +115,7 @@ def features_data(model: "nn.Module", ckpt: dict[str, Any], image_u8: "torch.Ten
         "input": {"shape": list(x.shape[1:]), "png": png_base64(inp)},
         "predictions": predict_data(model, ckpt, image_u8[None], top=top)[0],
         "stages": stages,
+        "filters": {"layer": conv_name, "ranked": ranked},
     }
 
 
