@@ -1,7 +1,10 @@
 """The model registry: names, metadata and construction.
 
-Family modules register each row of their table with `register_model`. Nothing is
-imported until the registry is first asked for (importing a family imports torch).
+Each family module (`FAMILY_MODULES`) declares its table (`SPECS`, and the published
+numbers in `PUBLISHED`) and registers every row with `convzoo.models.family.register_specs`,
+which calls `register_model` here. Nothing is imported until the registry is first asked
+for (importing a family imports torch); a family that fails to import is an error, not a
+gap in the zoo.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ FAMILY_MODULES = (
     "convzoo.models.googlenet",
     "convzoo.models.resnet",
     "convzoo.models.densenet",
+    "convzoo.models.notation_zoo",
 )
 
 
@@ -67,13 +71,13 @@ def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for mod in FAMILY_MODULES:
-        try:
+    _loaded = True  # before the imports: a family that asks the registry while loading must not recurse
+    try:
+        for mod in FAMILY_MODULES:
             importlib.import_module(mod)
-        except ModuleNotFoundError as err:  # a family not written yet
-            if err.name != mod:
-                raise
+    except BaseException:
+        _loaded = False  # the next call fails the same way instead of answering with a partial zoo
+        raise
 
 
 def list_models(pattern: str = "*") -> list[str]:
