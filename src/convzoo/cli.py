@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import importlib.util
 import sys
 from typing import Sequence
 
@@ -29,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("convzoo.commands.serve", "the explorer: build, measure and compare networks in a local web page"),
     "weights": ("convzoo.commands.weights", "the trained weights that ship with convzoo, and how each was made"),
     "export": ("convzoo.commands.export", "export a model or run to ONNX or torch.export, checked against PyTorch"),
+    "speedrun": ("convzoo.commands.speedrun", "train to a target accuracy as fast as this machine allows, and time it"),
 }
 
 
@@ -38,14 +38,6 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 class _Parser(argparse.ArgumentParser):
     """argparse with exit status 2 and one line of message (argparse's own convention)."""
-
-
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (module, text) in COMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = (module, text)
-    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"convzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, text) in _available().items():
+    for name, (module, text) in COMMANDS.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=text, description=(mod.__doc__ or text).strip())
         mod.add_arguments(p)
