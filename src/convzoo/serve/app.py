@@ -2,7 +2,14 @@
 
 Every request must carry a loopback (or the served) Host header (DNS rebinding), API
 requests from another origin are refused, bodies are at most 1 MB, and the library calls
-run one at a time (the analysis engine installs process-wide hooks)."""
+run one at a time (the analysis engine installs process-wide hooks). Every response
+carries the security headers of `SECURITY_HEADERS` (the page loads nothing from elsewhere
+and may not be framed). Analyses and comparisons are kept in a small LRU cache of their
+JSON bodies (`ResponseCache`: at most `CACHE_ENTRIES` bodies and `CACHE_BYTES` bytes), so
+going back to a network or a setting costs nothing and memory stays bounded.
+
+The routes are listed in one place, `create_app`'s `routes`; another module adds its own
+by returning a list of routes (see `runs_api.routes`)."""
 
 from __future__ import annotations
 
@@ -28,6 +35,53 @@ MAX_SIDE = 4096
 MAX_BATCH = 65_536
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 DTYPES = ("float32", "bfloat16")
+CACHE_ENTRIES = 64
+CACHE_BYTES = 64 * 1024 * 1024
+#: On every response. Images may be data: URLs (the Inside view's PNGs come inline in JSON).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+class ResponseCache:
+    """A least-recently-used map of request keys to JSON bodies, bounded in entries and bytes."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
+        from collections import OrderedDict
+
+        self.entries, self.max_bytes = entries, max_bytes
+        self.items: "OrderedDict[Any, bytes]" = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> bytes | None:
+        with self.lock:
+            body = self.items.get(key)
+            if body is None:
+                self.misses += 1
+                return None
+            self.items.move_to_end(key)
+            self.hits += 1
+            return body
+
+    def put(self, key: Any, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        with self.lock:
+            old = self.items.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old)
+            self.items[key] = body
+            self.bytes += len(body)
+            while len(self.items) > self.entries or self.bytes > self.max_bytes:
+                _, dropped = self.items.popitem(last=False)
+                self.bytes -= len(dropped)
 
 
 class UserError(Exception):
@@ -105,6 +159,7 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
     `allowed_hosts`: Host names accepted besides the loopback ones."""
     lock = threading.Lock()
     hosts = {h.lower() for h in (*LOOPBACK, *(allowed_hosts or []))}
+    cache = ResponseCache()
 
     async def body(request: Request) -> dict[str, Any]:
         raw = b""
@@ -124,18 +179,28 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         with lock:
             return fn(*a, **k)
 
-    async def run(fn: Any, *a: Any, **k: Any) -> Response:
+    async def run(fn: Any, *a: Any, cache_key: Any = None, **k: Any) -> Response:
+        """`fn(*a, **k)` under the library lock, as JSON; with `cache_key`, a body computed
+        before for the same key is answered from the cache (errors are never cached)."""
         from starlette.concurrency import run_in_threadpool
 
         from ..errors import ConvzooError, NotationError
 
+        if cache_key is not None:
+            hit = cache.get(cache_key)
+            if hit is not None:
+                return Response(hit, media_type="application/json", headers={"X-Convzoo-Cache": "hit"})
         try:
             result = await run_in_threadpool(call, fn, *a, **k)
         except NotationError as err:
             return _error(str(err), message=err.message, text=err.text, position=err.position)
         except (ConvzooError, UserError) as err:
             return _error(str(err))
-        return JSONResponse(result)
+        response = JSONResponse(result)
+        if cache_key is not None:
+            cache.put(cache_key, bytes(response.body))
+            response.headers["X-Convzoo-Cache"] = "miss"
+        return response
 
     async def models(request: Request) -> Response:
         from .._table import rows
@@ -153,7 +218,23 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
             return await run(_raise, err)
         from ..analysis.compare import analyze_source
 
-        return await run(lambda: analyze_source(source, size, batch, dtype).to_dict())
+        key = ("analyze", source, size, batch, str(dtype))
+        return await run(lambda: analyze_source(source, size, batch, dtype).to_dict(), cache_key=key)
+
+    async def notation(request: Request) -> Response:
+        name = request.path_params["name"]
+
+        def canonical() -> dict[str, Any]:
+            from ..meta import meta_build
+            from ..registry import create_model, model_info
+
+            model_info(name)  # an unknown name: a 400 naming the known ones
+            with meta_build():
+                model = create_model(name)
+            text = getattr(model, "spec_text", None)
+            return {"model": name, "notation": text if isinstance(text, str) else None}
+
+        return await run(canonical, cache_key=("notation", name))
 
     async def spec(request: Request) -> Response:
         try:
@@ -185,7 +266,8 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
             return await run(_raise, err)
         from ..analysis.compare import compare as _compare
 
-        return await run(_compare, a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype)
+        key = ("compare", a, b, ia, ib, batch, str(dtype))
+        return await run(_compare, a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype, cache_key=key)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -199,13 +281,21 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         Route("/api/spec", spec, methods=["POST"]),
         Route("/api/paper/{table}", paper, methods=["GET"]),
         Route("/api/compare", compare, methods=["POST"]),
+        Route("/api/notation/{name}", notation, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC), follow_symlink=False), name="static"),
     ]
     from .runs_api import OWN_BODY_LIMIT, routes as runs_routes  # Runs, Inside, Train (issue 12)
 
     routes[:0] = runs_routes(runs_dir, lock)
+
     async def guard(request: Request, call_next: Any) -> Response:
+        response = await check(request, call_next)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    async def check(request: Request, call_next: Any) -> Response:
         host = _host_name(request.headers.get("host", "")).lower()
         if host not in hosts:
             return _error(f"refused: Host {request.headers.get('host', '')!r} is not an address this server serves", 403)
@@ -225,4 +315,5 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
 
     app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)])
     app.state.runs_dir = Path(runs_dir) if runs_dir is not None else None
+    app.state.cache = cache
     return app
