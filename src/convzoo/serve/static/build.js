@@ -1,9 +1,19 @@
-// The Build view: notation or zoo model in, layer table, totals and a block diagram out.
+// The Build view: notation or zoo model in, layer table, totals and a block diagram out;
+// also the page's state (the URL hash) and the switch between Build, Paper and Compare.
+//
+// The analysis is asked for at batch 1 (/api/analyze with batch_size 1): parameters, MACs,
+// the layer table and the diagram do not depend on the batch. The batch size only scales
+// the training memory, here, with the formula of Report.training_memory(batch, optimizer):
+// weights + buffers + gradients + optimizer state + batch x (input + saved activations).
 import { api, bytes, el, int, shape } from "./format.js";
 import { showPaper } from "./paper.js";
+import { PRESETS, redrawLayers, showCompare } from "./compare.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { view: "build", source: "", input: "1x32x32", batch: "1", dtype: "float32", optimizer: "sgd_momentum", hl: "", table: "lenet" };
+const state = { view: "build", source: "", input: "1x32x32", batch: "1", dtype: "float32", optimizer: "sgd_momentum", hl: "", table: "lenet",
+  a: "alexnet_paper", b: "alexnet", ia: "", ib: "", preset: "alexnet", cdtype: "float32" };
+const MINE = ["build", "paper", "compare"]; // runs.js shows the other views
+const MAX_BATCH = 65536;
 const OPT_NAMES = { sgd: "SGD", sgd_momentum: "SGD with momentum", adam: "Adam" };
 let timer = null;
 // a layer the forward pass never called (GoogLeNet's auxiliary heads in eval) has no shape
@@ -19,6 +29,8 @@ function writeHash() {
   history.replaceState(null, "", "#" + new URLSearchParams(state).toString());
 }
 
+const notationOf = {}; // zoo name -> its canonical notation (null: none), as /api/notation said
+
 function syncControls() {
   $("source").value = state.source;
   $("input").value = state.input;
@@ -26,26 +38,50 @@ function syncControls() {
   $("dtype").value = state.dtype;
   $("optimizer").value = state.optimizer;
   $("paper-table").value = state.table;
-  $("picker").value = [...$("picker").options].some((o) => o.value === state.source) ? state.source : "";
+  const picked = [...$("picker").options].find((o) => o.value && (o.value === state.source || notationOf[o.value] === state.source));
+  $("picker").value = picked ? picked.value : "";
+  $("compare-a").value = state.a;
+  $("compare-b").value = state.b;
+  $("compare-ia").value = state.ia;
+  $("compare-ib").value = state.ib;
+  $("compare-preset").value = state.preset in PRESETS ? state.preset : "";
+  $("compare-dtype").value = state.cdtype;
 }
 
-function card(k, v, d = "") {
-  return el("div", { class: "card", "data-total": k }, el("div", { class: "k" }, k), el("div", { class: "v" }, v),
-    el("div", { class: "d" }, d));
+function card(k, v, d = "", value = null) {
+  const attrs = { class: "card", "data-total": k };
+  if (value !== null && value !== undefined) attrs["data-value"] = String(value);
+  return el("div", attrs, el("div", { class: "k" }, k), el("div", { class: "v" }, v), el("div", { class: "d" }, d));
+}
+
+function batchSize() {
+  const b = Number(state.batch);
+  return Number.isInteger(b) && b >= 1 && b <= MAX_BATCH ? b : null;
+}
+
+// Report.training_memory(batch, optimizer) of a batch-1 report: the activations and the
+// input scale with the batch, weights, buffers, gradients and optimizer state do not
+export function trainingBytes(m, optimizer, batch) {
+  if (m.saved_activation_bytes === null) return null;
+  const base = m.param_bytes + m.buffer_bytes + m.gradient_bytes + m.optimizer_state_bytes[optimizer];
+  return base + Math.round((m.input_bytes + m.saved_activation_bytes) * batch);
 }
 
 function showTotals(r) {
   const m = r.memory;
   const opt = state.optimizer;
-  const optBytes = m.optimizer_state_bytes[opt];
-  const train = m.training_bytes_by_optimizer[opt];
+  const b = batchSize();
+  const train = b === null ? null : trainingBytes(m, opt, b);
+  const detail = m.saved_activation_bytes === null ? m.training_note
+    : b === null ? `batch must be an integer from 1 to ${int(MAX_BATCH)}`
+    : `weights ${bytes(m.param_bytes + m.buffer_bytes)} + gradients ${bytes(m.gradient_bytes)} + optimizer ${bytes(m.optimizer_state_bytes[opt])} + ` +
+      `saved activations ${bytes(m.saved_activation_bytes * b)} + input ${bytes(m.input_bytes * b)} (batch ${int(b)})`;
   $("totals").replaceChildren(
-    card("parameters", int(r.total_params), `${int(r.trainable_params)} trainable`),
-    card("MACs", int(r.macs), `FLOPs ${int(r.flops)}`),
-    card("parameter memory", bytes(m.param_bytes)),
-    card("peak inference memory", bytes(m.peak_inference_bytes)),
-    card(`training memory (${OPT_NAMES[opt]})`, bytes(train),
-      `weights ${bytes(m.param_bytes)} + gradients ${bytes(m.gradient_bytes)} + optimizer ${bytes(optBytes)} + saved activations ${bytes(m.saved_activation_bytes)}`),
+    card("parameters", int(r.total_params), `${int(r.trainable_params)} trainable`, r.total_params),
+    card("MACs", int(r.macs), `FLOPs ${int(r.flops)}, per image`, r.macs),
+    card("parameter memory", bytes(m.param_bytes), "", m.param_bytes),
+    card("peak inference memory", bytes(m.peak_inference_bytes), "one image", m.peak_inference_bytes),
+    card(`training memory (${OPT_NAMES[opt]})`, train === null ? "-" : bytes(train), detail, train),
   );
 }
 
@@ -64,7 +100,8 @@ function showTable(leaves) {
   const body = $("layers").tBodies[0];
   body.replaceChildren(...leaves.map((l) => linked(el("tr", {},
     el("td", {}, l.name), el("td", {}, l.type), el("td", {}, outShape(l)),
-    el("td", { class: "n" }, int(l.params)), el("td", { class: "n" }, int(l.macs))), l.name)));
+    el("td", { class: "n" }, int(l.params)), el("td", { class: "n" }, int(l.macs)),
+    el("td", { class: "n" }, l.saved_bytes === null || l.saved_bytes === undefined ? "-" : bytes(l.saved_bytes))), l.name)));
 }
 
 // Leaves grouped under their top-level block; a block with several leaves (an inception,
@@ -120,10 +157,11 @@ function showError(err) {
 }
 
 function showView() {
-  $("build-view").hidden = state.view === "paper";
-  $("paper-view").hidden = state.view !== "paper";
-  $("tab-build").classList.toggle("on", state.view !== "paper");
-  $("tab-paper").classList.toggle("on", state.view === "paper");
+  const v = MINE.includes(state.view) ? state.view : "build"; // another view: runs.css hides ours
+  for (const name of MINE) {
+    $(`${name}-view`).hidden = name !== v;
+    $(`tab-${name}`).classList.toggle("on", name === v);
+  }
 }
 
 function markHighlighted() {
@@ -143,10 +181,11 @@ async function update() {
   writeHash();
   showView();
   if (state.view === "paper") { await showPaper(state, $); return; }
-  if (!state.source.trim()) return;
+  if (state.view === "compare") { await showCompare(state, $); return; }
+  if (!MINE.includes(state.view) || !state.source.trim()) return;
   const mine = ++seq;
   try {
-    const r = await api("/api/analyze", { source: state.source, input: state.input, batch_size: Number(state.batch), dtype: state.dtype });
+    const r = await api("/api/analyze", { source: state.source, input: state.input, batch_size: 1, dtype: state.dtype });
     if (mine !== seq) return;
     $("error").hidden = true;
     $("result").classList.remove("stale");
@@ -177,17 +216,38 @@ async function init() {
       $("picker").append(el("option", attrs, name));
     }
   } catch (err) { /* the text box still works */ }
+  for (const [key, p] of Object.entries(PRESETS)) $("compare-preset").append(el("option", { value: key }, p.label));
   syncControls();
   $("source").addEventListener("input", (e) => { state.source = e.target.value; state.hl = ""; schedule(); });
-  $("picker").addEventListener("change", (e) => {
-    if (!e.target.value) return;
-    state.source = e.target.value;
-    const m = [...e.target.options].find((o) => o.value === e.target.value);
+  $("picker").addEventListener("change", async (e) => {
+    const name = e.target.value;
+    if (!name) return;
+    if (!(name in notationOf)) {
+      try { notationOf[name] = (await api(`/api/notation/${encodeURIComponent(name)}`)).notation; } catch (err) { notationOf[name] = null; }
+    }
+    if ($("picker").value !== name) return; // picked another one meanwhile
+    state.source = notationOf[name] || name; // its canonical notation, where it has one
+    state.hl = "";
+    const m = [...e.target.options].find((o) => o.value === name);
     if (m && m.dataset.input) state.input = m.dataset.input;
     syncControls();
     update();
   });
-  for (const id of ["input", "batch", "dtype"]) $(id).addEventListener("input", (e) => { state[id] = e.target.value; schedule(); });
+  for (const id of ["input", "dtype"]) $(id).addEventListener("input", (e) => { state[id] = e.target.value; schedule(); });
+  // the batch changes the training memory only: no new analysis
+  $("batch").addEventListener("input", (e) => { state.batch = e.target.value; writeHash(); if (lastReport) showTotals(lastReport); });
+  $("compare-preset").addEventListener("change", (e) => {
+    state.preset = e.target.value;
+    const p = PRESETS[state.preset];
+    if (p) { [state.a, state.b] = p.pairs[0]; state.ia = ""; state.ib = ""; }
+    syncControls();
+    update();
+  });
+  for (const [id, key] of [["compare-a", "a"], ["compare-b", "b"], ["compare-ia", "ia"], ["compare-ib", "ib"]]) {
+    $(id).addEventListener("input", (e) => { state[key] = e.target.value; schedule(); });
+  }
+  $("compare-dtype").addEventListener("change", (e) => { state.cdtype = e.target.value; update(); });
+  $("compare-same").addEventListener("change", () => redrawLayers($));
   $("paper-table").addEventListener("change", (e) => { state.table = e.target.value; update(); });
   $("optimizer").addEventListener("change", (e) => { state.optimizer = e.target.value; writeHash(); if (lastReport) showTotals(lastReport); });
   window.addEventListener("hashchange", () => {
