@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when the run kept an EMA")
     p.add_argument("--confusion", action="store_true", help="include the confusion matrix (JSON) / print it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (the line naming the checkpoint included)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..evaluate import evaluate
     from ..train.checkpoint import load_checkpoint
-    from ..train.loop import resolve_device
+    from ..train.runtime import resolve_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if args.subset is not None and args.subset < 1:
         raise ConfigError(f"--subset must be positive, got {args.subset}")
+    _set_threads(args.threads)
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, use_ema=not args.no_ema)
     config = ckpt.get("config") or {}
@@ -73,13 +76,28 @@ def run(args: argparse.Namespace) -> int:
     # the training augmentation: small images' 10-crop views come from its padded canvas
     train_augment = zdata.make_augment(name, input_size or 224, recipe=recipe, train=True, channels=in_channels)
     model.to(device)
-    result = evaluate(
-        model, dataset, batch_size=args.batch_size, input_size=input_size, crops=args.crops, scales=args.scales,
-        dense=args.dense, flip=args.flip, device=device, amp=args.amp, augment=augment, confusion=args.confusion,
-        train_augment=train_augment,
-    )  # fmt: skip
-    result.update({"checkpoint": str(args.checkpoint), "model": ckpt["model_name"], "data": name, "split": args.split,
-                   "step": ckpt.get("step"), "ema": bool(ckpt.get("ema")) and not args.no_ema})  # fmt: skip
+    use_ema = bool(ckpt.get("ema")) and not args.no_ema
+    where = _checkpoint_file(args.checkpoint)
+    views = _expected_views(args)
+    progress = _Counter(model, len(dataset) * views, enabled=not args.quiet)
+    progress.say(
+        f"evaluating {where}: {ckpt['model_name']} at step {ckpt.get('step')} (epoch {ckpt.get('epoch')}), "
+        f"{'EMA' if use_ema else 'raw'} weights, on {name} {args.split} ({len(dataset):,} images"
+        f"{f' x {views} views' if views > 1 else ''})"
+    )
+    try:
+        result = evaluate(
+            model, dataset, batch_size=args.batch_size, input_size=input_size, crops=args.crops, scales=args.scales,
+            dense=args.dense, flip=args.flip, device=device, amp=args.amp, augment=augment, confusion=args.confusion,
+            train_augment=train_augment,
+        )  # fmt: skip
+    except BaseException:
+        progress.close(ok=False)
+        raise
+    progress.close()
+    result.update({"checkpoint": str(args.checkpoint), "checkpoint_file": where, "model": ckpt["model_name"],
+                   "data": name, "split": args.split, "step": ckpt.get("step"), "epoch": ckpt.get("epoch"),
+                   "ema": use_ema})  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -105,3 +123,107 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(f"{i} {names[i]}", *[str(v) for v in row])
         Console().print(table)
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    """--threads: torch.set_num_threads, bounded like `convzoo train --threads`."""
+    if threads is None:
+        return
+    import os
+
+    import torch
+
+    from ..errors import ConfigError
+    from ..train.config import MIN_THREAD_CAP
+
+    cores = os.cpu_count() or 1
+    if threads < 1:
+        raise ConfigError(f"--threads must be a positive number, got {threads}")
+    if threads > max(cores, MIN_THREAD_CAP):
+        raise ConfigError(f"--threads {threads} is more than this machine's {cores} CPU cores")
+    torch.set_num_threads(threads)
+
+
+def _checkpoint_file(given: str) -> str:
+    """The file a checkpoint argument names (a run folder: its last.pt), with the step file
+    that last.pt is (a hard link to it)."""
+    from pathlib import Path
+
+    path = Path(given)
+    if path.is_dir():
+        path = next((path / n for n in ("last.pt", "checkpoints/last.pt") if (path / n).exists()), path)
+    if path.name in ("last.pt", "best.pt") and path.is_file():
+        for other in sorted(path.parent.glob("step-*.pt")):
+            try:
+                if other.samefile(path):
+                    return f"{path} (= {other.name})"
+            except OSError:
+                continue
+    return str(path)
+
+
+def _expected_views(args: argparse.Namespace) -> int:
+    """Views per image the protocol asked for (the progress total; the evaluator reports the real ones)."""
+    per_scale = 10 if args.crops == 10 else 1
+    if args.dense:
+        per_scale = (per_scale if args.crops == 10 else 0) + (2 if args.flip else 1)
+    elif args.flip and args.crops == 1:
+        per_scale = 2
+    return per_scale * max(1, len(args.scales or []))
+
+
+class _Counter:
+    """Progress of an evaluation: images through the model's forward (a pre-hook), on stderr:
+    a bar on a terminal, a plain line every few seconds (and at the end) anywhere else."""
+
+    def __init__(self, model, total: int, *, enabled: bool, interval: float = 5.0) -> None:  # noqa: ANN001
+        import time
+
+        self.enabled, self.total, self.done, self.interval = enabled, max(1, int(total)), 0, interval
+        self.handle = self.bar = self.task = None
+        self.t0 = self.last = time.perf_counter()
+        if not enabled:
+            return
+        from ..console import make_console
+
+        self.console = make_console(stderr=True)
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                                TimeElapsedColumn(), console=self.console)  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task("eval", total=self.total)
+        self.handle = model.register_forward_pre_hook(self._seen)
+
+    def _seen(self, _module, inputs) -> None:  # noqa: ANN001
+        x = inputs[0] if inputs else None
+        self.done = min(self.total, self.done + int(getattr(x, "shape", [1])[0]))
+        self._show()
+
+    def _show(self, final: bool = False) -> None:
+        import time
+
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+            return
+        now = time.perf_counter()
+        if final or now - self.last >= self.interval:
+            self.last = now
+            self.say(f"eval {self.done:,}/{self.total:,} images ({100.0 * self.done / self.total:.0f}%) "
+                     f"{now - self.t0:,.1f} s")  # fmt: skip
+
+    def say(self, line: str) -> None:
+        if self.enabled:
+            self.console.print(line, highlight=False, markup=False)
+
+    def close(self, ok: bool = True) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+            if ok:
+                self.done = self.total
+                self._show(final=True)
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
