@@ -139,7 +139,7 @@ class Trainer:
             full = [sys.executable, "-m", "convzoo", "train", *argv, "--quiet"]
             self.proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=self._log,  # noqa: S603 (argv list, no shell)
                                          stderr=subprocess.STDOUT, shell=False)  # fmt: skip
-            self.path, self.action, self.argv, self.started = path, action, full[3:], time.time()
+            self.path, self.action, self.argv, self.started = path, action, full[2:], time.time()
             return self.status()
 
     def stop(self) -> dict[str, Any]:
