@@ -6,11 +6,18 @@
   resumable mid-epoch and sharded for data parallelism.
 - `Augment` / `make_augment`: crops, flips, resize, VGG scale jittering and normalisation
   on whole batches on the device.
-- `make_folder_loader`: image folders through a DataLoader with workers.
+- `make_folder_loader`: image folders through a DataLoader with workers;
+  `verify_folder` decodes every file of a folder once, before training.
+
+The modules, from the leaves up (each imports only those above it in this list):
+`catalogue` (names, files, classes, statistics; no torch), `arrays` (`ArrayDataset`),
+`order` (epoch order and sharding, `ShardSampler`), `readers` (IDX and CIFAR files, numpy),
+`augment`, `folder` (image folders), `loader` (`DeviceLoader`), and `datasets`, the
+dispatcher (discovery by name, `load_dataset`, `dataset_info`).
 
 See docs/data.md for formats, the discovery order and the recipes. Importing this package
-does not import torch (`DATASETS` and `RECIPES` are plain tuples, for the CLI's choices);
-the other names load their module on first use.
+does not import torch (`DATASETS` and `RECIPES` come from the catalogue, for the CLI's
+choices); the other names load their module on first use.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .datasets import DATASETS, RECIPES
+from .catalogue import DATASETS, RECIPES
 
 _LAZY = {
-    "ArrayDataset": "datasets",
+    "ArrayDataset": "arrays",
     "cache_dir": "datasets",
-    "compute_mean_std": "datasets",
+    "compute_mean_std": "arrays",
     "dataset_info": "datasets",
     "find_dataset": "datasets",
     "load_dataset": "datasets",
@@ -33,11 +40,13 @@ _LAZY = {
     "resize": "augment",
     "resize_shorter": "augment",
     "FolderDataset": "folder",
-    "ShardSampler": "folder",
+    "ShardSampler": "order",
     "folder_transform": "folder",
     "make_folder_loader": "folder",
+    "FolderLoader": "folder",
+    "verify_folder": "folder",
     "DeviceLoader": "loader",
-    "epoch_order": "loader",
+    "epoch_order": "order",
 }
 
 __all__ = ["DATASETS", "RECIPES"] + sorted(_LAZY)

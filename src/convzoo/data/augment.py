@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .datasets import RECIPES
+from .catalogue import IMAGENET_MEAN, IMAGENET_STD, RECIPES, named_info
 
 #: ITU-R BT.601 luma weights (what torchvision's rgb_to_grayscale uses).
 _LUMA = (0.299, 0.587, 0.114)
@@ -339,8 +339,6 @@ def make_augment(
     train=False gives the matching deterministic transform (resize to Q, centre crop).
     `overrides` set any Augment field, e.g. `channels=3` for a 3-channel model on grey data.
     """
-    from .datasets import IMAGENET_MEAN, IMAGENET_STD, dataset_info
-
     if recipe not in RECIPES:
         raise ConfigError(f"unknown augmentation recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     if input_size < 1:
@@ -348,7 +346,7 @@ def make_augment(
     if dataset_name.startswith("folder:"):
         native, mean, std, base = None, IMAGENET_MEAN, IMAGENET_STD, "folder"
     else:
-        info = dataset_info(dataset_name)
+        info = named_info(dataset_name)
         native, mean, std, base = info["size"], info["mean"], info["std"], info["name"]
     channels = overrides.get("channels")
     if channels is not None and len(mean) == 1 and channels > 1:

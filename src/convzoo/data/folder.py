@@ -5,6 +5,13 @@ sub-folders; without them PATH itself holds the classes and serves every split
 (`FolderDataset.split == "all"`: the caller should not call it a held-out test).
 Large folders go through a `torch.utils.data.DataLoader` with worker processes
 (`make_folder_loader`), since decoding JPEGs is the bottleneck there.
+
+A file that cannot be decoded is one `DataError` naming it, whatever the number of workers:
+a worker hands the failure back as data (`_Unreadable`) and the loader raises it in the
+main process, so no worker traceback reaches the user. `verify_folder` decodes every file
+once (in worker processes) and names the bad ones before a run starts (`--verify-data`).
+torchvision is imported where an image is decoded or transformed, not with this module,
+which the evaluator imports for every data set.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from ..errors import DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+from ..errors import ConfigError, DataError
+from .arrays import ArrayDataset
+from .catalogue import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
+from .order import ShardSampler
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val"), "val": ("val", "test")}
 
 
@@ -47,7 +55,13 @@ def decode_image_file(path: str | Path) -> torch.Tensor:
             warnings.simplefilter("ignore", DeprecationWarning)
             return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot decode the image ({err})") from err
+        raise DataError(f"{path}: cannot decode the image ({_one_line(err)})") from err
+
+
+def _one_line(err: BaseException) -> str:
+    """The decoder's reason on one line, at most 200 characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _decode_with_pillow(path: str | Path) -> torch.Tensor:  # pragma: no cover - fallback
@@ -58,7 +72,7 @@ def _decode_with_pillow(path: str | Path) -> torch.Tensor:  # pragma: no cover -
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
     except OSError as err:
-        raise DataError(f"{path}: cannot decode the image ({err})") from err
+        raise DataError(f"{path}: cannot decode the image ({_one_line(err)})") from err
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -126,59 +140,18 @@ class FolderDataset(Dataset):
         img = decode_image_file(path)
         return (self.transform(img) if self.transform is not None else img), label
 
-    def to_arrays(self, size: int) -> Any:
+    def to_arrays(self, size: int) -> ArrayDataset:
         """Decode everything, resized (shorter side) and centre-cropped to `size`, into an ArrayDataset.
 
         For small folders only: the result lives in memory as uint8 N x 3 x size x size.
         """
-        from torchvision.transforms import v2
-
-        from .datasets import IMAGENET_MEAN, IMAGENET_STD, ArrayDataset
+        from torchvision.transforms import v2  # torchvision: imported when a folder is decoded
 
         tf = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
         images = torch.stack([tf(decode_image_file(p)) for p, _ in self.samples])
         info = {"channels": 3, "size": size, "num_classes": len(self.classes), "mean": IMAGENET_MEAN,
                 "std": IMAGENET_STD, "classes": list(self.classes)}  # fmt: skip
         return ArrayDataset(images, self.labels, list(self.classes), self.name, self.split, info)
-
-
-class ShardSampler(Sampler[list[int]]):
-    """Batches of indices of one rank, with the same order and sharding rules as `DeviceLoader`.
-
-    Epoch e's order is `randperm(n)` from a CPU generator seeded with seed*1000003 + e; each
-    global batch of batch_size * world_size indices is split in rank order. `start` skips
-    batches already served (mid-epoch resume).
-    """
-
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False) -> None:  # fmt: skip
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.start = 0
-        self.epoch = epoch
-
-    def _order(self) -> torch.Tensor:
-        from .loader import epoch_order
-
-        return epoch_order(self.n, self.seed, self.epoch, self.shuffle)
-
-    def batches(self) -> list[tuple[int, int]]:
-        from .loader import shard_bounds
-
-        return shard_bounds(self.n, self.batch_size, self.world_size, self.rank, self.drop_last, self.shuffle)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self._order()
-        for lo, hi in self.batches()[self.start :]:
-            yield order[lo:hi].tolist()
-
-    def __len__(self) -> int:
-        return len(self.batches()[self.start :])
 
 
 def folder_transform(
@@ -193,9 +166,6 @@ def folder_transform(
     side resized to `resize` (default input*8/7, 256 for 224) then a centre crop.
     """
     from torchvision.transforms import v2
-
-    from ..errors import ConfigError
-    from .datasets import IMAGENET_MEAN, IMAGENET_STD
 
     mean = tuple(mean or IMAGENET_MEAN)
     std = tuple(std or IMAGENET_STD)
@@ -217,6 +187,76 @@ def folder_transform(
     raise ConfigError(f"unknown augmentation recipe {recipe!r}; expected none, flip, standard or jitter")
 
 
+class _Unreadable:
+    """A sample that could not be decoded, carried back from a worker as data (a worker's
+    exception would come back wrapped in its traceback)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Guarded(Dataset):
+    """`dataset[i]`, or an `_Unreadable` naming the file when it cannot be decoded."""
+
+    def __init__(self, dataset: FolderDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[i]
+        except DataError as err:
+            return _Unreadable(str(err))
+
+
+def _collate(batch: list[Any]) -> Any:
+    """torch's default collation, or the batch's first unreadable sample."""
+    for item in batch:
+        if isinstance(item, _Unreadable):
+            return item
+    return default_collate(batch)
+
+
+def _failures(batch: list[Any]) -> list[str]:
+    """The messages of a verification batch's unreadable samples (no pixels travel back)."""
+    return [item.message for item in batch if isinstance(item, _Unreadable)]
+
+
+class FolderLoader(DataLoader):
+    """A DataLoader over a `FolderDataset` whose unreadable file is one `DataError` in the
+    main process, naming the file, with or without worker processes."""
+
+    hint = ""
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            if isinstance(batch, _Unreadable):
+                raise DataError(batch.message + self.hint)
+            yield batch
+
+
+def verify_folder(dataset: FolderDataset, workers: int = 0, batch_size: int = 64) -> int:
+    """Decode every file of `dataset` once; return how many, or raise one `DataError`
+    naming the unreadable files (the first five, and how many in all).
+
+    The decoding runs in `workers` processes (0: in this one); only the failures come back.
+    """
+    guarded = _Guarded(dataset.with_transform(None))
+    bad: list[str] = []
+    if workers == 0:
+        bad = _failures([guarded[i] for i in range(len(guarded))])
+    else:
+        loader = DataLoader(guarded, batch_size=batch_size, num_workers=workers, collate_fn=_failures)
+        for messages in loader:
+            bad.extend(messages)
+    if bad:
+        shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise DataError(f"{len(bad)} of {len(guarded)} files of {dataset.name} ({dataset.split}) cannot be decoded: {shown}")
+    return len(guarded)
+
+
 def make_folder_loader(
     dataset: FolderDataset,
     batch_size: int,
@@ -233,8 +273,11 @@ def make_folder_loader(
     pin_memory: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-) -> DataLoader:
+) -> FolderLoader:
     """A DataLoader over an image folder: worker processes decode and transform each image.
+
+    A file that cannot be decoded raises one `DataError` naming it (a training loader's
+    message adds that `--verify-data` checks every file before training).
 
     Batches come from a `ShardSampler` (`loader.batch_sampler`): call
     `loader.batch_sampler.set_epoch(e)` each epoch; its `start` attribute skips batches for
@@ -242,13 +285,16 @@ def make_folder_loader(
     DataLoader seeds per worker from `seed`.
     """
     tf = folder_transform(train, input_size, recipe, mean, std, resize)
-    ds = dataset.with_transform(tf)
+    ds = _Guarded(dataset.with_transform(tf))
     sampler = ShardSampler(
         len(ds), batch_size, shuffle=train, seed=seed, rank=rank, world_size=world_size,
         drop_last=drop_last,
     )  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(
+    loader = FolderLoader(
         ds, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory, generator=gen,
-        persistent_workers=workers > 0,
-    )
+        persistent_workers=workers > 0, collate_fn=_collate,
+    )  # fmt: skip
+    if train:
+        loader.hint = " (`convzoo train --verify-data` checks every file before training starts)"
+    return loader

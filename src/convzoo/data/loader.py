@@ -3,10 +3,9 @@
 No worker processes and no per-sample Python: each batch is one `index_select` on the
 device copy of the data plus one vectorised augmentation (airbench's approach).
 
-Determinism and resume: epoch e's order is `randperm(N)` from a CPU generator seeded with
-`seed * 1000003 + e` (identical on every device), and batch b's augmentation draws come from
-a CPU generator seeded from (seed, e, b). `state_dict()` = (epoch, position, seed) therefore
-pins down every remaining batch exactly.
+Determinism and resume: the order of every epoch and the seed of every batch's augmentation
+draws are pure functions of (seed, epoch, batch) (`order.py`), so `state_dict()` =
+(epoch, position, seed) pins down every remaining batch exactly.
 
 Data parallel: with `world_size > 1` each global batch of `batch_size * world_size` samples
 is split in rank order and the augmentation draws are made for the whole global batch and
@@ -20,56 +19,9 @@ from typing import Any, Iterator
 import torch
 
 from ..errors import ConfigError
+from .arrays import ArrayDataset
 from .augment import Augment
-from .datasets import ArrayDataset
-
-_MASK63 = (1 << 63) - 1
-_AUG_SALT = 0x5DEECE66D  # keeps augmentation seeds apart from permutation seeds
-
-
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
-    """The sample order of `epoch` (CPU int64): a permutation seeded with seed*1000003+epoch."""
-    if not shuffle:
-        return torch.arange(n)
-    g = torch.Generator().manual_seed((seed * 1000003 + epoch) & _MASK63)
-    return torch.randperm(n, generator=g)
-
-
-def augment_seed(seed: int, epoch: int, batch: int) -> int:
-    """The seed of the augmentation draws of global batch `batch` of `epoch`."""
-    return (((seed * 1000003 + epoch) * 1000003 + batch) ^ _AUG_SALT) & _MASK63
-
-
-def global_bounds(n: int, batch_size: int, world_size: int, drop_last: bool, shuffle: bool) -> list[tuple[int, int]]:
-    """[lo, hi) of every global batch (batch_size * world_size samples) in the epoch order.
-
-    A final partial batch is kept unless `drop_last`; with several ranks and shuffling
-    (training) it is also dropped when it has fewer samples than ranks, so that no rank gets
-    an empty batch (BatchNorm cannot train on one).
-    """
-    g = batch_size * world_size
-    full = n // g
-    out = [(i * g, (i + 1) * g) for i in range(full)]
-    rem = n - full * g
-    if rem and not drop_last and not (world_size > 1 and shuffle and rem < world_size):
-        out.append((full * g, n))
-    return out
-
-
-def shard_bounds(
-    n: int, batch_size: int, world_size: int, rank: int, drop_last: bool, shuffle: bool
-) -> list[tuple[int, int]]:
-    """[lo, hi) of this rank's part of every global batch; a partial one is split evenly."""
-    out = []
-    for lo, hi in global_bounds(n, batch_size, world_size, drop_last, shuffle):
-        size = hi - lo
-        if size == batch_size * world_size:
-            out.append((lo + rank * batch_size, lo + (rank + 1) * batch_size))
-        else:  # like torch.tensor_split: the first size % world_size ranks get one more
-            q, r = divmod(size, world_size)
-            start = lo + rank * q + min(rank, r)
-            out.append((start, start + q + (1 if rank < r else 0)))
-    return out
+from .order import augment_seed, epoch_order, global_bounds, shard_bounds
 
 
 class DeviceLoader:
