@@ -686,6 +686,26 @@ def _hooks(by_module: dict[nn.Module, LayerRecord], stack: list[LayerRecord], ro
     return [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
 
 
+def _stack_hooks(by_module: dict[nn.Module, LayerRecord], stack: list[LayerRecord], root: LayerRecord) -> list[Any]:
+    """Global forward hooks for the training pass: they only keep `stack` (the rows' calls
+    and shapes come from the inference pass)."""
+    get = by_module.get
+
+    def pre(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        row = get(module)
+        if row is not None and row is not root:
+            stack.append(row)
+
+    def post(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        row = get(module)
+        if row is not None and row is not root:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    return [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+
+
 def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], err: Exception) -> InputSizeError:
     c, h, w = size
     row = stack[-1]
@@ -783,19 +803,23 @@ def _analyze(
     saved: dict[int, int] = {}
     skip = param_keys | {_storage_key(x)}
 
-    training = R.TrainingReplay(saved, skip)
+    training = R.TrainingReplay(saved, skip, spans, rows)
+    stack = [root]  # the module running now: a storage is charged to the row that saves it first
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = _storage_key(t)
-        training.packed(key)
+        row = stack[-1]
+        training.packed(key, row)
         if key not in skip and key not in saved:
-            saved[key] = t.untyped_storage().nbytes()
+            nbytes = saved[key] = t.untyped_storage().nbytes()
+            row.saved_bytes += nbytes
         return t
 
     def unpack(t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - no backward runs
         return t
 
     training_error = ""
+    handles = _stack_hooks(by_module, stack, root)
     try:
         with _mode(model, modules, True), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), \
                 R.patched(repeated, training), _FastMeta():  # fmt: skip
@@ -806,6 +830,9 @@ def _analyze(
         # single value per channel, for instance): report inference, say why not training
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         training_error = f"no training estimate: in train mode the network fails on input {tuple(shape)}: {text}"
+    finally:
+        for h in handles:
+            h.remove()
     training.keep.clear()
     t3 = time.perf_counter()
 
@@ -830,6 +857,8 @@ def _analyze(
     if training_error:
         saved_bytes: int | None = None
         by_optimizer: dict[str, int] | None = None
+        for row in rows:
+            row.saved_bytes = None
     else:
         saved_bytes = sum(saved.values())
         base = param_bytes + buffer_bytes + grad_bytes + input_bytes + saved_bytes

@@ -11,7 +11,7 @@ module with a given input is recorded:
   shapes of its descendants, the bytes its ops wrote, the peak live bytes it reached above
   what was live when it started, and its output;
 - training pass: the storages that autograd saved during the call, each one classified as
-  the block's input, its output or internal (bytes only).
+  the block's input, its output or internal (bytes only), with the row it was charged to.
 
 A later call of a module with the same fingerprint and input signature does not run: the
 record is applied to that module's own rows and a fresh meta tensor of the recorded shape
@@ -276,20 +276,28 @@ class InferenceReplay(_Replay):
 class TrainingReplay(_Replay):
     """Pass 2: the storages autograd saves (its input, its output, internal bytes)."""
 
-    def __init__(self, saved: dict[int, int], skip: set[int]) -> None:
+    def __init__(self, saved: dict[int, int], skip: set[int], spans: dict[nn.Module, tuple[int, int]] | None = None,
+                 rows: list[Any] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.saved = saved
         self.skip = skip
+        # with `spans` and `rows`, each saved storage is also charged to a row (`saved_bytes`): the
+        # engine charges what runs; a replay charges the recorded rows of its own subtree
+        self.spans = spans
+        self.rows = rows
+        self.first: dict[int, Any] = {}  # storage -> the row that first packed it, during the recordings
         self.keep: list[torch.Tensor] = []  # keeps keys in `saved` from being reused by new storages
         self.anonymous = itertools.count(-1, -1)
         # storages packed during the recordings in progress (saved before or not): whether
         # a block saves its input cannot be read off `saved` when an earlier layer saved it
         self.watch: set[int] | None = None
 
-    def packed(self, key: int) -> None:
-        """Called by the engine's pack hook for every tensor autograd saves."""
+    def packed(self, key: int, row: Any = None) -> None:
+        """Called by the engine's pack hook for every tensor autograd saves (`row`: the
+        module's row on top of the engine's stack)."""
         if self.watch is not None:
             self.watch.add(key)
+            self.first.setdefault(key, row)
 
     def record(self, module: nn.Module, forward: Callable[..., Any], x: torch.Tensor) -> tuple[Any, Any]:
         n0 = len(self.saved)
@@ -307,11 +315,27 @@ class TrainingReplay(_Replay):
         if layout is None or out_key == in_key or out_key in self.skip:
             return out, False
         saves_input, saves_output = in_key in seen, out_key in seen
-        internal = [nbytes for k, nbytes in itertools.islice(self.saved.items(), n0, None) if k not in (in_key, out_key)]
-        return out, (saves_input, saves_output, internal, (tuple(out.shape), out.dtype, layout, out.requires_grad))
+        where = self._where(module)
+        internal = [(nbytes, where(self.first.get(k))) for k, nbytes in itertools.islice(self.saved.items(), n0, None)
+                    if k not in (in_key, out_key)]  # fmt: skip
+        rows = (where(self.first.get(in_key)), where(self.first.get(out_key)))
+        return out, (saves_input, saves_output, internal, (tuple(out.shape), out.dtype, layout, out.requires_grad), rows)
+
+    def _where(self, module: nn.Module) -> Callable[[Any], int | None]:
+        """Row -> its index in `module`'s subtree (None: not charged to a row)."""
+        if self.spans is None or self.rows is None:
+            return lambda row: None
+        start, end = self.spans[module]
+        index = {id(r): i for i, r in enumerate(self.rows[start:end])}
+        return lambda row: None if row is None else index.get(id(row))
+
+    def _charge(self, module: nn.Module, i: int | None, nbytes: int) -> None:
+        if i is not None and self.spans is not None and self.rows is not None:
+            row = self.rows[self.spans[module][0] + i]
+            row.saved_bytes += nbytes
 
     def replay(self, module: nn.Module, record: Any, x: torch.Tensor) -> Any:
-        saves_input, saves_output, internal, (shape, dtype, layout, grad) = record
+        saves_input, saves_output, internal, (shape, dtype, layout, grad), (in_row, out_row) = record
         saved = self.saved
         # The stand-in output below has no autograd history: keep the input (and through its
         # grad_fn the graph before it, with every storage autograd saved there) alive, or
@@ -321,13 +345,16 @@ class TrainingReplay(_Replay):
             k = _key(x)
             if k not in self.skip and k not in saved:
                 saved[k] = x.untyped_storage().nbytes()
-        for nbytes in internal:
+                self._charge(module, in_row, saved[k])
+        for nbytes, i in internal:
             saved[next(self.anonymous)] = nbytes
+            self._charge(module, i, nbytes)
         out = torch.empty(shape, dtype=dtype, device="meta", memory_format=layout, requires_grad=grad)
         if grad:
             out = out.clone(memory_format=torch.preserve_format)  # a non-leaf, as the real output is
         if saves_output:
             saved[_key(out)] = out.untyped_storage().nbytes()
+            self._charge(module, out_row, saved[_key(out)])
             self.keep.append(out)
         return out
 

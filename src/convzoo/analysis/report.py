@@ -16,7 +16,8 @@ DEFAULT_OPTIMIZER = "sgd_momentum"
 class LayerRecord:
     """One module of the network (pre-order). `params`, `macs` and `other_ops` are the
     module's *own* (parameters registered on it; work done by its own forward code, not by
-    its children), so each column sums to the report's total; `cum_*` include children."""
+    its children), so each column sums to the report's total; `cum_*` include children.
+    `saved_bytes` is the module's share of the activations saved for backward."""
 
     name: str
     type: str
@@ -34,6 +35,10 @@ class LayerRecord:
     cum_params: int = 0
     cum_macs: int = 0
     cum_other_ops: int = 0
+    #: bytes autograd keeps for backward that this module's own ops saved first (each
+    #: storage once, where it was first saved; the rows sum to `saved_activation_bytes`);
+    #: None when there is no training estimate
+    saved_bytes: int | None = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
