@@ -53,6 +53,26 @@ def test_notation_spec_paper_compare(client):
         ("/api/analyze", {"source": "nosuchnet(unit=a)"}, ""),
         ("/api/compare", {"a": "lenet5"}, "b must be"),
         ("/api/spec", {"text": 3}, "text must be"),
+        ("/api/analyze", {}, "source must be"),
+        ("/api/analyze", {"source": "   "}, "source must be"),
+        ("/api/analyze", {"source": "lenet5", "input": "1x32"}, "three positive integers"),
+        ("/api/analyze", {"source": "lenet5", "input": "axbxc"}, "three positive integers"),
+        ("/api/analyze", {"source": "lenet5", "input": {"c": 1}}, "input must be"),
+        ("/api/analyze", {"source": "lenet5", "input": [0, 32, 32]}, "three positive integers"),
+        ("/api/analyze", {"source": "lenet5", "batch_size": True}, "batch_size must be"),
+        ("/api/analyze", {"source": "lenet5", "batch_size": 0}, "batch_size must be"),
+        ("/api/analyze", {"source": "lenet5", "batch_size": "8"}, "batch_size must be"),
+        ("/api/analyze", {"source": "resnet20(unit=sideways)"}, "sideways"),
+        ("/api/analyze", {"source": "resnet20(num_classes=true)"}, "cannot be set here"),
+        ("/api/analyze", {"source": "resnet20(depth=3)"}, "only names and true/false"),
+        ("/api/analyze", {"source": "6c5w1s0p 2w2s", "input": [1, 4, 4]}, "4x4"),
+        ("/api/compare", {"a": "lenet5", "b": "6c5w1s0p 2w2q"}, "unknown unit 'q'"),
+        ("/api/compare", {"a": "lenet5", "b": "alexnet", "input_a": "1x5000x5000"}, "at most 4096"),
+        ("/api/compare", {"a": "lenet5", "b": "alexnet", "batch_size": 70_000}, "at most 65,536"),
+        ("/api/compare", {"a": "lenet5", "b": "alexnet", "dtype": "float16"}, "dtype must be"),
+        ("/api/compare", {"a": "x" * 10_001, "b": "alexnet"}, "at most 10,000"),
+        ("/api/spec", {"text": "6c5w1s0p 2w2q"}, "unknown unit 'q'"),
+        ("/api/spec", {"text": "lenet5", "input": "big"}, "three positive integers"),
     ],
 )
 def test_user_errors_are_400(client, path, payload, needle):
@@ -75,3 +95,104 @@ def test_body_limit_host_and_origin(client):
     ok = client.post("/api/analyze", json={"source": "lenet5"}, headers={"origin": "http://127.0.0.1:8765"})
     assert ok.status_code == 200
     assert client.get("/api/paper/nope").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [(b"not json", "must be JSON"), (b"[1, 2]", "JSON object"), (b'"lenet5"', "JSON object"), (b"\xff\xfe", "must be JSON")],
+)
+def test_bodies_that_are_not_json_objects_are_400(client, raw, needle):
+    for path in ("/api/analyze", "/api/compare", "/api/spec"):
+        r = client.post(path, content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and needle in r.json()["error"], (path, r.text)
+
+
+def test_get_routes_errors_are_400(client):
+    for path, needle in (("/api/paper/nope", "nope"), ("/api/notation/nosuchnet", "unknown model")):
+        r = client.get(path)
+        assert r.status_code == 400 and needle in r.json()["error"], r.text
+
+
+def test_compare_notation_error_carries_the_position(client):
+    r = client.post("/api/compare", json={"a": "lenet5", "b": "6c5w1s0p 2w2q"})
+    assert r.status_code == 400 and r.json()["position"] == 12
+
+
+def test_per_layer_saved_bytes_sum_to_the_total(client):
+    r = client.post("/api/analyze", json={"source": "resnet20"}).json()
+    assert all("saved_bytes" in row for row in r["layers"])
+    assert sum(row["saved_bytes"] for row in r["layers"]) == r["memory"]["saved_activation_bytes"]
+
+
+def test_batch_scales_memory_not_the_counts(client):
+    one = client.post("/api/analyze", json={"source": "lenet5"}).json()
+    many = client.post("/api/analyze", json={"source": "lenet5", "batch_size": 64}).json()
+    assert many["total_params"] == one["total_params"] and many["macs"] == 64 * one["macs"]
+    # what the page shows for batch 64 from the batch-1 report: Report.training_memory(64, ...)
+    m = one["memory"]
+    for opt in ("sgd", "sgd_momentum", "adam"):
+        page = m["param_bytes"] + m["buffer_bytes"] + m["gradient_bytes"] + m["optimizer_state_bytes"][opt] \
+            + 64 * (m["input_bytes"] + m["saved_activation_bytes"])  # fmt: skip
+        assert page == convzoo.analyze("lenet5").training_memory(64, opt)
+        assert abs(page - many["memory"]["training_bytes_by_optimizer"][opt]) <= 0.01 * page
+
+
+def test_canonical_notation(client):
+    assert client.get("/api/notation/lenet5").json() == {"model": "lenet5", "notation": None}
+    from convzoo.meta import meta_build
+
+    for name in convzoo.list_models():
+        with meta_build():
+            text = getattr(convzoo.create_model(name), "spec_text", None)
+        if text is not None:
+            got = client.get(f"/api/notation/{name}").json()
+            assert got["notation"] == text
+            a = client.post("/api/analyze", json={"source": text}).json()
+            b = client.post("/api/analyze", json={"source": name}).json()
+            assert (a["total_params"], a["macs"]) == (b["total_params"], b["macs"])
+
+
+def test_security_headers_on_every_response(client):
+    responses = [
+        client.get("/"), client.get("/static/build.js"), client.get("/static/nope.js"), client.get("/api/models"),
+        client.post("/api/analyze", json={"source": "6c5w1s0p 2w2q"}), client.get("/api/models", headers={"host": "evil.example"}),
+        client.post("/api/analyze", json={"source": "lenet5"}, headers={"origin": "http://evil.example"}),
+    ]  # fmt: skip
+    assert [r.status_code for r in responses] == [200, 200, 404, 200, 400, 403, 403]
+    for r in responses:
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "http" not in csp and "*" not in csp  # nothing from elsewhere
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_static_folder_is_all_that_is_served(client):
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/app.py", "/static/"):
+        r = client.get(path)
+        assert r.status_code in (400, 404), path
+        assert "create_app" not in r.text
+
+
+def test_analyses_are_cached_and_the_cache_is_bounded():
+    from convzoo.serve.app import ResponseCache
+
+    app = create_app(runs_dir=None)
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    first = c.post("/api/analyze", json={"source": "lenet5"})
+    again = c.post("/api/analyze", json={"source": "lenet5"})
+    assert first.headers["x-convzoo-cache"] == "miss" and again.headers["x-convzoo-cache"] == "hit"
+    assert again.json() == first.json() == convzoo.analyze("lenet5").to_dict()
+    assert c.post("/api/analyze", json={"source": "6c5w1s0p 2w2q"}).status_code == 400
+    assert len(app.state.cache.items) == 1  # errors are not kept
+
+    cache = ResponseCache(entries=3, max_bytes=100)
+    for i in range(10):
+        cache.put(i, b"x" * 30)
+        assert len(cache.items) <= 3 and cache.bytes <= 100
+    assert list(cache.items) == [7, 8, 9]
+    cache.get(7)
+    cache.put(10, b"y" * 30)
+    assert list(cache.items) == [9, 7, 10]  # the least recently used went first
+    cache.put(11, b"z" * 101)  # larger than the whole cache: not kept
+    assert 11 not in cache.items and cache.bytes == 90
