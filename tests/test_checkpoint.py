@@ -13,7 +13,7 @@ from convzoo.errors import CheckpointError
 from convzoo.registry import create_model
 from convzoo.train import load_checkpoint
 from convzoo.train.checkpoint import CheckpointManager, atomic_save, check_same_model, read_checkpoint
-from convzoo.train.loop import rng_state, set_rng_state
+from convzoo.train.runtime import rng_state, set_rng_state
 
 
 def _payload(step: int) -> dict:
@@ -124,3 +124,42 @@ def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
     random.seed(99)
     set_rng_state(state)
     assert torch.equal(torch.rand(4), expected[0]) and random.random() == expected[1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not_a_checkpoint", "evil"])
+def test_viz_reads_checkpoints_through_the_one_loader(tmp_path, damage):
+    """viz gets the trainer's checks and messages, word for word, for damaged and unsafe files."""
+    from convzoo.viz._common import load_checkpoint as viz_load
+
+    path = tmp_path / "c.pt"
+    atomic_save(_payload(1), path)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a zip at all" * 10)
+    elif damage == "not_a_checkpoint":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        torch.save({"model_name": "lenet5", "model_kwargs": {}, "model": {"w": random.Random(0)}}, path)
+    with pytest.raises(CheckpointError) as train_err:
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError) as viz_err:
+        viz_load(path)
+    assert str(viz_err.value) == str(train_err.value) and "c.pt" in str(viz_err.value)
+    if damage == "evil":
+        assert "refusing to load" in str(viz_err.value)
+
+
+def test_build_checkpoint_writes_the_documented_layout():
+    from convzoo.train.checkpoint import FORMAT, LAYOUT, RUN_KEYS, STATE_KEYS, build_checkpoint
+
+    run = {k: k for k in RUN_KEYS}
+    state = {k: k for k in STATE_KEYS}
+    ckpt = build_checkpoint(run, state)
+    assert list(ckpt) == list(LAYOUT) and ckpt["format"] == FORMAT == 1
+    assert LAYOUT[:3] == ("format", "model_name", "model_kwargs") and set(LAYOUT) == {"format", *RUN_KEYS, *STATE_KEYS}
+    with pytest.raises(ValueError, match="exactly"):
+        build_checkpoint(run, {k: v for k, v in state.items() if k != "rng"})
+    with pytest.raises(ValueError, match="exactly"):
+        build_checkpoint(run, {**state, "extra": 1})

@@ -17,10 +17,9 @@ import pytest
 import torch
 
 from convzoo.cli import main
-from convzoo.errors import CheckpointError
+from convzoo.errors import CheckpointError, NonFiniteLossError
 from convzoo.train import TrainConfig, train
 from convzoo.train.checkpoint import CheckpointManager, atomic_save, read_checkpoint
-from convzoo.train.loop import NonFiniteLossError
 from convzoo.train.runlock import RunFolderBusyError, RunLock
 
 from test_train import write_fake_fashion_mnist

@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from convzoo.errors import ConfigError, ConvzooError
+from convzoo.errors import CheckpointError, ConfigError, ConvzooError, NonFiniteLossError
 from convzoo.train import TrainConfig
-from convzoo.train.loop import EMA, NonFiniteLossError, compute_loss, make_scaler, train
+from convzoo.train.loop import compute_loss, train
 from convzoo.train.optim import build_optimizer, parameter_groups
+from convzoo.train.runtime import make_scaler
 from convzoo.train.schedules import Schedule
+from convzoo.train.state import EMA, TrainState
 
 
 def write_fake_fashion_mnist(folder: Path, n_train: int = 512, n_test: int = 256, seed: int = 0) -> Path:
@@ -166,6 +168,76 @@ def test_ema_moves_toward_weights():
         model.weight.add_(1.0)
     ema.update(model)
     assert torch.allclose(ema.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+
+
+def _small_state(seed: int) -> TrainState:
+    """A TrainState with every part a checkpoint holds: BN buffers, dropout (RNG), momentum,
+    a step schedule, an EMA and an augmenting DeviceLoader mid-epoch."""
+    from convzoo.data import ArrayDataset, DeviceLoader, make_augment
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 1, 32, 32), dtype=torch.uint8, generator=g)
+    data = ArrayDataset(images, torch.arange(40) % 3, ["a", "b", "c"], "fashion-mnist")
+    loader = DeviceLoader(data, 8, shuffle=True, drop_last=True, seed=seed,
+                          augment=make_augment("fashion-mnist", 32, recipe="standard", train=True))  # fmt: skip
+    optimizer = build_optimizer(model, "sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+    schedule = Schedule("step", 0.1, steps_per_epoch=len(loader), epochs=4, milestones=[1, 2])
+    return TrainState(model, optimizer, schedule, loader, ema=EMA(model, 0.9))
+
+
+def _steps(state: TrainState, n: int) -> list[float]:
+    """n optimizer steps, crossing epoch ends, as the loop takes them; the losses."""
+    losses = []
+    state.model.train()
+    while len(losses) < n:
+        for x, y in state.loader:
+            for group in state.optimizer.param_groups:
+                group["lr"] = state.schedule.lr(state.step)
+            loss = nn.functional.cross_entropy(state.model(x), y)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.ema.update(state.model)
+            state.step += 1
+            losses.append(loss.item())
+            if len(losses) == n:
+                return losses
+        state.epoch += 1
+        state.loader.set_epoch(state.epoch)
+    return losses
+
+
+def test_train_state_round_trip_continues_identically(tmp_path):
+    """state_dict -> (weights_only file) -> load_state_dict into a fresh state: the next steps
+    are bit-identical to those of the state that was saved."""
+    from convzoo.train.checkpoint import atomic_save
+
+    state = _small_state(seed=1)
+    _steps(state, 7)  # mid-epoch (5 batches an epoch), after a schedule milestone
+    state.best_test_top1, state.window = 50.0, [1.0, 2.0, 3.0]
+    atomic_save(state.state_dict(), tmp_path / "s.pt")
+    expected = _steps(state, 9)
+
+    other = _small_state(seed=2)  # other initial weights, data order, augmentation draws
+    _steps(other, 3)
+    other.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert (other.step, other.epoch, other.best_test_top1, other.window) == (7, 1, 50.0, [1.0, 2.0, 3.0])
+    assert other.loader.state_dict() == {"epoch": 1, "position": 2, "seed": 1}
+    assert _steps(other, 9) == expected
+    for a, b in zip([*state.model.state_dict().values(), *state.ema.state_dict().values()],
+                    [*other.model.state_dict().values(), *other.ema.state_dict().values()]):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_train_state_resume_names_the_file_of_a_checkpoint_that_does_not_fit():
+    state = _small_state(seed=0)
+    saved = state.state_dict()
+    saved["model"] = {k: v for k, v in saved["model"].items() if not k.startswith("6.")}  # no classifier
+    with pytest.raises(CheckpointError, match="'runs/x/last.pt' does not fit"):
+        _small_state(seed=0).resume(saved, "runs/x/last.pt")
 
 
 # -- short real runs ----------------------------------------------------------------------

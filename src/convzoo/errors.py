@@ -67,5 +67,14 @@ class ConfigError(ConvzooError, ValueError):
     """An invalid option or configuration value."""
 
 
+class RunFolderBusyError(ConfigError):
+    """The run folder is owned by another live process (`convzoo.train.runlock`)."""
+
+
 class WeightsError(ConvzooError):
     """Shipped weights that do not exist, do not fit the request, or fail their checks."""
+
+
+class NonFiniteLossError(ConvzooError):
+    """Training stopped because the loss (or the weights) became NaN or infinite; the last
+    good checkpoint is kept."""

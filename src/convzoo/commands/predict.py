@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..train.checkpoint import load_checkpoint
-    from ..train.loop import resolve_device
+    from ..train.runtime import resolve_device
 
     if args.top < 1:
         raise ConfigError(f"--top must be positive, got {args.top}")

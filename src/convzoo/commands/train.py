@@ -21,52 +21,6 @@ from typing import Any
 
 from ..train.config import AMP_MODES, AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-#: Help of each flag; the defaults shown come from TrainConfig itself.
-_HELP: dict[str, str] = {
-    "data": "data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH",
-    "data_dir": "folder holding the data set's files (searched before $CONVZOO_DATA and /usr/share/datasets)",
-    "download": "download the data set with torchvision when it is found nowhere (needs the network)",
-    "epochs": "number of epochs",
-    "batch_size": "global batch size (split across torchrun processes)",
-    "optimizer": "optimizer",
-    "lr": "peak learning rate",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum (DenseNet's protocol)",
-    "weight_decay": "weight decay (L2 for SGD, decoupled for AdamW)",
-    "no_decay_norm_bias": "no weight decay on normalisation weights and biases",
-    "betas": "AdamW betas",
-    "schedule": "learning-rate schedule: step (divide by 10 at milestones), plateau (divide by 10 when test "
-    "accuracy stops improving), cosine, onecycle, constant",
-    "milestones": "epochs at which the step schedule divides the lr (default: 50%% and 75%% of the epochs); "
-    "space or comma separated",
-    "gamma": "factor of the step and plateau schedules",
-    "patience": "plateau: epochs without improvement before dividing the lr",
-    "warmup_epochs": "linear warm-up over this many epochs",
-    "label_smoothing": "label smoothing of the cross-entropy",
-    "clip_grad": "clip the gradients' global norm to this value",
-    "ema": "keep and evaluate an exponential moving average of the weights (decay, 0.999 if no value)",
-    "aux_weight": "weight of auxiliary classifier losses (GoogLeNet)",
-    "amp": "mixed precision: bf16 (the value when none is given; CPU and GPU) or fp16 (GPU only)",
-    "channels_last": "channels-last memory format for the model and the batches",
-    "compile": "torch.compile the model",
-    "input_size": "square input side (default: the model's default input)",
-    "augment": "training augmentation: none, flip (horizontal flip only), standard (pad-crop and flip), jitter (VGG scale jittering)",
-    "subset": "use only the first N train and N test images (smoke runs)",
-    "max_steps": "stop after this many optimizer steps",
-    "out": "run folder (with --name: its parent); default runs/NAME",
-    "name": "run name (default MODEL-DATA)",
-    "overwrite": "replace a run folder that already holds a run",
-    "checkpoint_every": "also checkpoint every this many steps (0: epoch ends only)",
-    "keep": "number of step checkpoints kept (besides last.pt and best.pt)",
-    "resume": "continue the run folder's newest checkpoint, or the checkpoint PATH",
-    "log_every": "steps per metrics window in metrics.jsonl",
-    "eval_batch_size": "batch size of the test evaluation",
-    "seed": "random seed (weights, data order, augmentation)",
-    "deterministic": "deterministic kernels (bit-identical reruns and resumes)",
-    "device": "auto, cpu, cuda or cuda:N",
-    "workers": "DataLoader workers for folder:PATH data",
-    "threads": "CPU threads for torch",
-}
 #: Fields that have no flag (set them in a --config file).
 _FILE_ONLY = {"model", "model_kwargs", "recipe"}
 
@@ -88,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = _HELP.get(f.name, f.name)
+        help_text = f.metadata["help"].replace("%", "%%")  # written once, on the field (train/config.py)
         if default not in (None, False, [], ""):
             help_text += f" (default: {_show(default)})"
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}

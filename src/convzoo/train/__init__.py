@@ -12,7 +12,7 @@ from .config import TrainConfig
 
 _LAZY = {
     "train": ("convzoo.train.loop", "train"),
-    "NonFiniteLossError": ("convzoo.train.loop", "NonFiniteLossError"),
+    "NonFiniteLossError": ("convzoo.errors", "NonFiniteLossError"),
     "load_checkpoint": ("convzoo.train.checkpoint", "load_checkpoint"),
     "read_checkpoint": ("convzoo.train.checkpoint", "read_checkpoint"),
 }

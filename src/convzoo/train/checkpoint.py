@@ -14,6 +14,12 @@ checks them all (`torch.load` does not), so a flipped bit on disk is a `Checkpoi
 naming the file, never a silently changed tensor. Older checkpoints carry the same CRCs and
 load unchanged. A temporary file left by a kill during a write (`.NAME.tmp-PID`) is removed
 when the run folder is next opened (`remove_stale_temporaries`).
+
+The schema (`LAYOUT`, docs/internals.md "Runs"): what the run is (`RUN_KEYS`: the model's
+name and options, the config, classes, input size, channels, data set) and the training
+state (`STATE_KEYS`, `TrainState.state_dict()` in train/state.py); `build_checkpoint`
+assembles them, `read_checkpoint` checks what every reader needs, `check_resumable` what
+continuing a run needs, and `find_resume` picks the checkpoint `--resume` continues.
 """
 
 from __future__ import annotations
@@ -30,12 +36,30 @@ from torch import nn
 
 from ..errors import CheckpointError, UnknownModelError
 
+#: The version of the layout below; written as `format`.
+FORMAT = 1
+#: What a checkpoint says about its run (constant over the run).
+RUN_KEYS = ("model_name", "model_kwargs", "config", "classes", "input_size", "in_channels", "data_channels",
+            "num_classes", "data")  # fmt: skip
+#: The training state, as `TrainState.state_dict()` gives it.
+STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "step", "position", "loader",
+              "run_state")  # fmt: skip
+#: Every key of a checkpoint, in the order written.
+LAYOUT = ("format", "model_name", "model_kwargs", *STATE_KEYS, *RUN_KEYS[2:])
 STEP_PATTERN = re.compile(r"^step-(\d{8,})\.pt$")
 REQUIRED_KEYS = ("model_name", "model_kwargs", "model")
 #: What a checkpoint needs besides REQUIRED_KEYS to continue training (`check_resumable`).
 RESUME_KEYS = ("optimizer", "epoch", "step", "rng")
 #: Temporary files of `atomic_save`, `_atomic_link` and `write_json_atomic`.
 TMP_PATTERN = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def build_checkpoint(run: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict of `LAYOUT`: `run` holds RUN_KEYS, `state` STATE_KEYS (exactly)."""
+    given = {**run, **state, "format": FORMAT}
+    if set(given) != set(LAYOUT) or len(run) + len(state) + 1 != len(LAYOUT):
+        raise ValueError(f"a checkpoint holds exactly {', '.join(LAYOUT)}; got {', '.join(sorted(run) + sorted(state))}")
+    return {key: given[key] for key in LAYOUT}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -369,3 +393,49 @@ def load_checkpoint(
     load_model_state(model, state, path)
     model.eval()
     return model, ckpt
+
+
+def resume_run_dir(config: Any) -> Path:
+    """The run folder a `TrainConfig` trains in: its `run_dir()`, or RUN for `--resume
+    RUN/checkpoints/FILE.pt` without --out/--name. `--resume` (auto) of a folder that holds
+    no run raises `CheckpointError`."""
+    run_dir = config.run_dir()
+    if config.resume and config.resume != "auto":
+        given = Path(config.resume)
+        if given.is_file() and given.parent.name == "checkpoints" and config.out is None and not config.name:
+            run_dir = given.parent.parent
+    if config.resume == "auto" and not (run_dir / "checkpoints").is_dir() and not (run_dir / "config.json").is_file():
+        raise CheckpointError(
+            f"nothing to resume: there is no run in {str(run_dir)!r} (give the run's --out/--name, or --resume PATH)"
+        )
+    return run_dir
+
+
+def find_resume(config: Any, run_dir: Path, *, warn: bool = True) -> tuple[Path | None, dict[str, Any] | None]:
+    """(path, checkpoint) that `config.resume` continues, or (None, None) for a new run.
+
+    'auto' takes the newest intact, resumable checkpoint of `run_dir` (printing a warning
+    for each one skipped when `warn`); a path must be a resumable checkpoint.
+    """
+    if not config.resume:
+        return None, None
+    if config.resume != "auto":
+        path = Path(config.resume)
+        ckpt = read_checkpoint(path)
+        check_resumable(ckpt, path)
+        return path, ckpt
+    manager = CheckpointManager(run_dir / "checkpoints")
+    found = manager.latest(resumable=True)
+    if warn:
+        import sys
+
+        for skipped, why in manager.skipped:
+            print(f"warning: skipping {skipped}: {why}", file=sys.stderr, flush=True)
+    if found is None:
+        if not (run_dir / "checkpoints").is_dir():
+            raise CheckpointError(
+                f"nothing to resume: {str(run_dir)!r} has no checkpoints/ (give the run's --out/--name, "
+                "or --resume PATH)"
+            )
+        raise CheckpointError(f"nothing to resume: no intact checkpoint in {str(run_dir / 'checkpoints')!r}")
+    return found

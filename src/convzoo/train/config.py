@@ -1,7 +1,8 @@
 """`TrainConfig`: every knob of a training run, with its default, in one place.
 
-The CLI's flags are generated from these fields (`convzoo train --help` shows the same
-defaults), and a TOML recipe's keys are these field names. This module does not import
+The CLI's flags are generated from these fields, with the help each field carries
+(`knob(default, help)`; `convzoo train --help` shows it and the same defaults), and a
+TOML recipe's keys are these field names. This module does not import
 torch, so the CLI can build its parser without it.
 """
 
@@ -26,96 +27,87 @@ MAX_INPUT_SIZE = 4096
 MIN_THREAD_CAP = 8
 
 
+def knob(default: Any, help: str) -> Any:
+    """A `TrainConfig` field with its help, the one text `convzoo train --help` shows for
+    its flag (`field.metadata["help"]`); a callable default is a factory (list, dict)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """A training run. Units are stated where they matter; learning rates are per step.
 
     The defaults are a reasonable CIFAR-style SGD protocol (momentum 0.9, weight decay
-    5e-4, cosine decay); the papers' own protocols are recipes in `experiments/`.
+    5e-4, cosine decay); the papers' own protocols are recipes in `convzoo/experiments/recipes/`. Each
+    field's help is in its `metadata["help"]` (`field_help()`).
     """
 
-    model: str = ""
-    """Registered model name (`convzoo models`)."""
-    data: str = ""
-    """Data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH."""
-    data_dir: str | None = None
-    """Where the data set's files are (before $CONVZOO_DATA and /usr/share/datasets)."""
-    download: bool = False
-    """When the data set is found nowhere, download it with torchvision (needs the network)."""
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for the model's builder (TOML only)."""
-    recipe: str | None = None
-    """The shipped recipe this run started from (`convzoo train MODEL --data DATA` starts from
-    `convzoo/weights/recipes/MODEL.toml` when its data set is DATA); recorded, not a flag."""
+    model: str = knob("", "registered model name (`convzoo models`)")
+    data: str = knob("", "data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH")
+    data_dir: str | None = knob(None, "folder holding the data set's files (searched before $CONVZOO_DATA and "
+                                "/usr/share/datasets)")  # fmt: skip
+    download: bool = knob(False, "download the data set with torchvision when it is found nowhere (needs the network)")
+    model_kwargs: dict[str, Any] = knob(dict, "extra keyword arguments for the model's builder (config files only)")
+    recipe: str | None = knob(None, "the shipped recipe this run started from (`convzoo train MODEL --data DATA` "
+                              "starts from convzoo/weights/recipes/MODEL.toml when its data set is DATA); recorded, "
+                              "not a flag")  # fmt: skip
 
-    epochs: int = 10
-    batch_size: int = 128
-    """Global batch: with DDP each of the W ranks takes batch_size / W."""
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    no_decay_norm_bias: bool = False
-    """Exempt normalisation weights and all biases from weight decay."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """AdamW's betas."""
+    epochs: int = knob(10, "number of epochs")
+    batch_size: int = knob(128, "global batch size (with torchrun each of the W processes takes batch_size / W)")
+    optimizer: str = knob("sgd", "optimizer")
+    lr: float = knob(0.05, "peak learning rate")
+    momentum: float = knob(0.9, "SGD momentum")
+    nesterov: bool = knob(False, "Nesterov momentum (DenseNet's protocol)")
+    weight_decay: float = knob(5e-4, "weight decay (L2 for SGD, decoupled for AdamW)")
+    no_decay_norm_bias: bool = knob(False, "no weight decay on normalisation weights and on all biases")
+    betas: tuple[float, float] = knob((0.9, 0.999), "AdamW betas")
 
-    schedule: str = "cosine"
-    milestones: list[int] = field(default_factory=list)
-    """Epochs at which the step schedule divides the lr by 10 (default: 50% and 75% of the epochs)."""
-    gamma: float = 0.1
-    """Factor of the step and plateau schedules (the papers divide by 10)."""
-    patience: int = 2
-    """Plateau: epochs without a better test top-1 before the lr is divided."""
-    warmup_epochs: float = 0.0
-    """Linear warm-up from 0 over this many epochs (fractions allowed)."""
+    schedule: str = knob("cosine", "learning-rate schedule: step (divide by 10 at milestones), plateau (divide by 10 "
+                         "when test accuracy stops improving), cosine, onecycle, constant")  # fmt: skip
+    milestones: list[int] = knob(list, "epochs at which the step schedule divides the lr (default: 50% and 75% of "
+                                 "the epochs); space or comma separated")  # fmt: skip
+    gamma: float = knob(0.1, "factor of the step and plateau schedules (the papers divide by 10)")
+    patience: int = knob(2, "plateau: epochs without a better test top-1 before dividing the lr")
+    warmup_epochs: float = knob(0.0, "linear warm-up from 0 over this many epochs (fractions allowed)")
 
-    label_smoothing: float = 0.0
-    clip_grad: float | None = None
-    """Clip the gradients' global L2 norm to this value."""
-    ema: float | None = None
-    """Keep an exponential moving average of the weights with this decay (e.g. 0.999) and evaluate it."""
-    aux_weight: float = 0.3
-    """Weight of auxiliary classifier losses (GoogLeNet section 5: 0.3)."""
+    label_smoothing: float = knob(0.0, "label smoothing of the cross-entropy")
+    clip_grad: float | None = knob(None, "clip the gradients' global L2 norm to this value")
+    ema: float | None = knob(None, "keep and evaluate an exponential moving average of the weights with this decay "
+                             "(the flag alone: 0.999)")  # fmt: skip
+    aux_weight: float = knob(0.3, "weight of auxiliary classifier losses (GoogLeNet, section 5: 0.3)")
 
-    amp: str = "none"
-    """Mixed precision: none, bf16 (CPU and GPU) or fp16 (GPU only, with a gradient scaler)."""
-    channels_last: bool = False
-    compile: bool = False
-    input_size: int | None = None
-    """Square input side; default: the model's registry default input."""
-    augment: str = "standard"
-    """Training augmentation recipe: none, flip (horizontal flip only), standard (pad-crop, flip), jitter (VGG scale jittering)."""
-    subset: int | None = None
-    """Use only the first N training and N test images (smoke runs)."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (the schedule still spans `epochs`)."""
+    amp: str = knob("none", "mixed precision: none, bf16 (CPU and GPU; the flag alone) or fp16 (GPU only, with a "
+                    "gradient scaler)")  # fmt: skip
+    channels_last: bool = knob(False, "channels-last memory format for the model and the batches")
+    compile: bool = knob(False, "torch.compile the model")
+    input_size: int | None = knob(None, "square input side (default: the model's default input)")
+    augment: str = knob("standard", "training augmentation: none, flip (horizontal flip only), standard (pad-crop "
+                        "and flip), jitter (VGG scale jittering)")  # fmt: skip
+    subset: int | None = knob(None, "use only the first N train and N test images (smoke runs)")
+    max_steps: int | None = knob(None, "stop after this many optimizer steps (the schedule still spans the epochs)")
 
-    out: str | None = None
-    """Run folder (with `name`: its parent). Default: runs/<name>."""
-    name: str | None = None
-    """Run name (default: MODEL-DATA)."""
-    overwrite: bool = False
-    """Replace a run folder that already holds a run."""
-    checkpoint_every: int = 0
-    """Also write a checkpoint every this many steps (0: at epoch ends only)."""
-    keep: int = 3
-    """How many step checkpoints to keep (besides last.pt and best.pt)."""
-    resume: str | None = None
-    """'auto' (the run folder's newest checkpoint) or a checkpoint path."""
-    log_every: int = 50
-    """Steps per metrics window (a `step` line in metrics.jsonl)."""
-    eval_batch_size: int = 512
+    out: str | None = knob(None, "run folder (with --name: its parent); default runs/NAME")
+    name: str | None = knob(None, "run name (default MODEL-DATA)")
+    overwrite: bool = knob(False, "replace a run folder that already holds a run")
+    checkpoint_every: int = knob(0, "also checkpoint every this many steps (0: epoch ends only)")
+    keep: int = knob(3, "number of step checkpoints kept (besides last.pt and best.pt)")
+    resume: str | None = knob(None, "continue the run folder's newest checkpoint ('auto', the flag alone) or the "
+                              "checkpoint PATH")  # fmt: skip
+    log_every: int = knob(50, "steps per metrics window (a `step` line in metrics.jsonl)")
+    eval_batch_size: int = knob(512, "batch size of the test evaluation")
+    eval_flip: bool = knob(False, "test-time flip: evaluate each test image and its horizontal mirror, averaging "
+                           "the two softmax outputs")  # fmt: skip
 
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    """auto (cuda if available), cpu, cuda, cuda:N."""
-    workers: int = 2
-    """DataLoader workers for folder:PATH data."""
-    threads: int | None = None
-    """torch.set_num_threads on CPU (default: torch's choice)."""
+    seed: int = knob(0, "random seed (weights, data order, augmentation)")
+    deterministic: bool = knob(False, "deterministic kernels (bit-identical reruns and resumes)")
+    device: str = knob("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    workers: int = knob(2, "DataLoader workers for folder:PATH data")
+    verify_data: bool = knob(False, "decode every image of a folder:PATH data set once before training, in the "
+                             "workers, and name the unreadable files (the array data sets are always checked whole "
+                             "when loaded)")  # fmt: skip
+    threads: int | None = knob(None, "CPU threads for torch (default: torch's choice)")
 
     # -- derived ----------------------------------------------------------------------
     def run_dir(self) -> Path:
@@ -235,6 +227,11 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def field_help() -> dict[str, str]:
+    """Each field's help text, in declaration order."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
 
 
 def field_names() -> list[str]:

@@ -1,5 +1,6 @@
 """What a run writes: config.json, metrics.jsonl, summary.json (docs/internals.md), the
-progress bar, and TensorBoard events when `tensorboard` is installed.
+progress bar, and TensorBoard events when `tensorboard` is installed; `RunningSums`, the
+running loss and accuracy sums behind the metric lines.
 
 Only rank 0 writes; the other ranks get a writer whose methods do nothing.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from . import distributed as D
 
 
 def hardware_info(device: torch.device) -> dict[str, Any]:
@@ -246,3 +249,25 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return self.offset + time.perf_counter() - self.start
+
+
+class RunningSums:
+    """This rank's running loss sum and correct count, on the device (no per-step sync; the
+    sample counts are known on the host), and the first step whose loss was not finite."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.win = torch.zeros(2, dtype=torch.float64, device=device)
+        self.ep = torch.zeros(2, dtype=torch.float64, device=device)
+        self.counts = [0, 0]  # samples in the window, in the epoch (this rank)
+
+    def sync(self, state: Any, dist: D.DistInfo, device: torch.device) -> None:
+        """Fold this rank's sums into the state's global window and epoch sums (all ranks)."""
+        w, e = self.win.tolist(), self.ep.tolist()
+        both = D.all_reduce_sum([w[0], w[1], self.counts[0], e[0], e[1], self.counts[1]], dist, device)
+        for i in range(3):
+            state.window[i] += both[i]
+            state.epoch_sums[i] += both[3 + i]
+        self.win.zero_()
+        self.ep.zero_()
+        self.counts[0] = self.counts[1] = 0

@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import RunFolderBusyError
+
+__all__ = ["LOCK_NAME", "RunFolderBusyError", "RunLock", "pid_alive"]
 
 LOCK_NAME = ".lock"
-
-
-class RunFolderBusyError(ConfigError):
-    """The run folder is owned by another live process."""
 
 
 def pid_alive(pid: int) -> bool:

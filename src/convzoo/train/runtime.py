@@ -3,17 +3,23 @@ seeding and the RNG states a checkpoint keeps.
 
 `resolve_device` checks a --device value; `autocast_context`/`make_scaler` set up --amp;
 `seed_everything` seeds Python, NumPy and torch (deterministic kernels when asked);
-`rng_state`/`set_rng_state` capture and restore every generator as weights_only-safe values.
+`rng_state`/`set_rng_state` capture and restore every generator as weights_only-safe values;
+`StopRequest` turns SIGINT/SIGTERM into a flag the training loop checks after each step;
+`CompiledForward` is the forward pass under --compile, eager again if compilation fails.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import signal
+import sys
+import threading
 from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import ConfigError
 
@@ -109,3 +115,55 @@ def _tuplify(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_tuplify(v) for v in value)
     return value
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step, then stops.
+    A second Ctrl-C interrupts at once. Outside the main thread no handler is installed."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[sig] = signal.signal(sig, self._handler)
+                except (ValueError, OSError):  # pragma: no cover - unusual embedding
+                    pass
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class CompiledForward:
+    """The (DDP-wrapped) model's forward; with `compile` the first call compiles, and a
+    compiler failure is a warning and training continues without it."""
+
+    def __init__(self, model: nn.Module, *, compile: bool, is_main: bool) -> None:
+        if compile and not hasattr(torch, "compile"):
+            raise ConfigError("--compile needs PyTorch 2.0 or newer")
+        self.eager, self.is_main = model, is_main
+        self.model = torch.compile(model) if compile else model
+        self.pending = compile
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if not self.pending:
+            return self.model(x)
+        self.pending = False
+        try:
+            return self.model(x)
+        except Exception as err:  # noqa: BLE001 - any backend failure
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            if self.is_main:
+                print(f"warning: torch.compile failed ({reason}); training without it", file=sys.stderr)
+            self.model = self.eager
+            return self.model(x)

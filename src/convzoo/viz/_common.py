@@ -63,34 +63,12 @@ def find_checkpoint(ref: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path) -> tuple["nn.Module", dict[str, Any]]:
-    """(model, checkpoint dict) of a convzoo checkpoint, through the trainer's loader when present."""
-    try:
-        from ..train import load_checkpoint as train_load  # the trainer's own loader (checks, messages)
-    except ImportError:
-        train_load = None
-    if train_load is not None:
-        return train_load(path)
-    return _load_checkpoint_fallback(Path(path))
+    """(model, checkpoint dict) of a convzoo checkpoint, by the trainer's one loader
+    (`convzoo.train.checkpoint.load_checkpoint`: CRC check, `weights_only`, the EMA weights
+    when the run kept them, `CheckpointError` for a damaged, unsafe or foreign file)."""
+    from ..train.checkpoint import load_checkpoint as load  # imports torch: only when a checkpoint is read
 
-
-def _load_checkpoint_fallback(path: Path) -> tuple["nn.Module", dict[str, Any]]:
-    # Follows docs/internals.md: a dict of tensors and plain values, loadable with weights_only.
-    import torch
-
-    from ..registry import create_model
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from None
-    if not isinstance(ckpt, dict) or "model_name" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{str(path)!r} is not a convzoo checkpoint (no model_name/model entries)")
-    model = create_model(ckpt["model_name"], **dict(ckpt.get("model_kwargs") or {}))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {ckpt['model_name']}: {err}") from None
-    return model, ckpt
+    return load(path)
 
 
 def load_model_or_checkpoint(ref: str, *, shipped: bool = False) -> tuple["nn.Module", dict[str, Any] | None]:
