@@ -55,3 +55,11 @@ def test_eval_threads_are_applied(tiny_run, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_eval_progress_counts_the_real_views(tiny_run, capsys):
+    # trained without augmentation on images no larger than the input: 10-crop is one view
+    assert main(["eval", str(tiny_run), "--crops", "10", "--subset", "40", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["views"] == 1
+    assert "(40 images)" in captured.err and "eval 40/40 images (100%)" in captured.err

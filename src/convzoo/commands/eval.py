@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     use_ema = bool(ckpt.get("ema")) and not args.no_ema
     where = _checkpoint_file(args.checkpoint)
-    views = _expected_views(args)
+    views = _views(args, model, dataset, input_size, augment, train_augment)
     progress = _Counter(model, len(dataset) * views, enabled=not args.quiet)
     progress.say(
         f"evaluating {where}: {ckpt['model_name']} at step {ckpt.get('step')} (epoch {ckpt.get('epoch')}), "
@@ -162,8 +162,25 @@ def _checkpoint_file(given: str) -> str:
     return str(path)
 
 
+def _views(args: argparse.Namespace, model, dataset, input_size, augment, train_augment) -> int:  # noqa: ANN001
+    """Views per image of the protocol (the progress total), from the evaluator's own plan run
+    on one image; the options alone when that cannot be done here (the evaluator then says why)."""
+    images = getattr(dataset, "images", None)
+    if images is not None and len(images):
+        from ..errors import ConvzooError
+        from ..evaluate.protocols import plan_protocol
+
+        try:
+            plan = plan_protocol(model, dataset, input_size=input_size, crops=args.crops, scales=args.scales,
+                                 dense=args.dense, flip=args.flip, augment=augment, train_augment=train_augment)  # fmt: skip
+            return max(1, sum(1 for _ in plan.views(images[:1])))
+        except (ConvzooError, RuntimeError, ValueError):
+            pass
+    return _expected_views(args)
+
+
 def _expected_views(args: argparse.Namespace) -> int:
-    """Views per image the protocol asked for (the progress total; the evaluator reports the real ones)."""
+    """Views per image the options ask for (the evaluator reports the real ones)."""
     per_scale = 10 if args.crops == 10 else 1
     if args.dense:
         per_scale = (per_scale if args.crops == 10 else 0) + (2 if args.flip else 1)
