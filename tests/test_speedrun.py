@@ -121,3 +121,62 @@ def test_help_does_not_import_torch():
 def test_package_data_lists_the_recipes():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert "weights/recipes/speedrun/*.toml" in text
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_eval_flip_is_what_the_trainer_evaluates(flip, tmp_path, monkeypatch, fashion_mnist_dir):
+    """TrainConfig.eval_flip (test-time flip, a trick of the speedrun): every evaluation of the
+    run scores each image and its mirror; the run's test top-1 is that of its final weights."""
+    import convzoo.evaluate as ev
+    from convzoo.train import load_checkpoint, train
+
+    seen = []
+    real = ev.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("flip"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "evaluate", spy)
+    cfg = TrainConfig(model="lenet5", data="fashion-mnist", data_dir=fashion_mnist_dir, epochs=1, batch_size=64,
+                      subset=128, augment="none", threads=1, eval_flip=flip, out=str(tmp_path / "r"))  # fmt: skip
+    run = train(cfg, progress=False)
+    assert seen == [flip]
+    monkeypatch.setattr(ev, "evaluate", real)
+    from convzoo import data as zdata
+
+    model, _ = load_checkpoint(run)
+    test = zdata.load_dataset("fashion-mnist", "test", fashion_mnist_dir).subset(128)
+    aug = zdata.make_augment("fashion-mnist", 32, recipe="none", train=False)
+    again = real(model, test, batch_size=512, input_size=32, augment=aug, flip=flip)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_top1"] == pytest.approx(again["top1"]) and again["views"] == (2 if flip else 1)
+
+
+def test_eval_flip_flag():
+    import argparse
+
+    from convzoo.commands import train as train_cmd
+
+    p = argparse.ArgumentParser()
+    train_cmd.add_arguments(p)
+    cfg = train_cmd.build_config(p.parse_args(["lenet5", "--data", "fashion-mnist", "--no-recipe", "--eval-flip"]))
+    assert cfg.eval_flip is True
+    assert TrainConfig().eval_flip is False
+
+
+def test_set_overrides_are_parsed_checked_and_recorded(capsys):
+    assert sr.parse_overrides(["epochs=6", "lr=0.2", "eval_flip=false", 'optimizer="adamw"', "augment=flip"]) == {
+        "epochs": 6, "lr": 0.2, "eval_flip": False, "optimizer": "adamw", "augment": "flip"}
+    with pytest.raises(sr.ConfigError, match="KEY=VALUE"):
+        sr.parse_overrides(["epochs"])
+    assert main(["speedrun", "lenet5-91", "--set", "epoch=3"]) == 2
+    assert "unknown key 'epoch'" in capsys.readouterr().err
+    assert main(["speedrun", "lenet5-91", "--set", "seed=3"]) == 2
+    assert "the speedrun sets it" in capsys.readouterr().err
+    assert main(["speedrun", "lenet5-91", "--set", "epochs=0"]) == 2
+    assert "epochs must be a positive integer" in capsys.readouterr().err
+    t = sr.load_target("lenet5-91")
+    res = sr.summarize(t, [_run(0, 91.2, 18.0)])
+    res["overrides"] = {"epochs": 6}
+    assert "with epochs=6" in sr.format_report(res)

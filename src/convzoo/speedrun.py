@@ -166,17 +166,41 @@ def summarize(target: Target, runs: list[dict[str, Any]], *, load: tuple[float, 
     }
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`KEY=VALUE` strings (VALUE read as TOML: 8, 0.2, true, "adamw"; bare words as text) to a dict."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE (a TrainConfig field), got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text.strip()
+    return out
+
+
 def speedrun(name: str, seeds: int = 5, *, out: str | Path | None = None, threads: int | None = None,
-             data_dir: str | None = None, report: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+             data_dir: str | None = None, overrides: dict[str, Any] | None = None,
+             report: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run target `name` for seeds 0..seeds-1 (each in a fresh process); return the result dict.
 
     out: keep the run folders there (one seed: `out` itself; several: `out/seed-N`);
-    by default they go to a temporary folder that is removed. report: called with a line
-    before and after each seed (progress).
+    by default they go to a temporary folder that is removed. overrides: TrainConfig fields
+    that replace the recipe's (ablations; the result records them). report: called with a
+    line before and after each seed (progress).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
     target = load_target(name)
+    if overrides:
+        for key in ("seed", "out", "name", "resume", "overwrite"):
+            if key in overrides:
+                raise ConfigError(f"--set {key}=... is not a recipe field here (the speedrun sets it)")
+        target = dataclasses.replace(target, train={**target.train, **overrides})
     from .train.config import TrainConfig
 
     # a bad --threads or --data-dir is one message before any process starts
@@ -196,7 +220,9 @@ def speedrun(name: str, seeds: int = 5, *, out: str | Path | None = None, thread
             say(f"seed {seed}: test top-1 {r['test_top1']:.2f}% in {r['wall_seconds']:.1f} s "
                 f"({'reached' if r['reached'] else 'missed'} {target.threshold:.1f}%)")  # fmt: skip
             runs.append(r)
-    return summarize(target, runs, load=(load0, _load()), date=date)
+    result = summarize(target, runs, load=(load0, _load()), date=date)
+    result["overrides"] = dict(overrides or {})
+    return result
 
 
 def _load() -> float:
@@ -238,7 +264,8 @@ def format_report(res: dict[str, Any]) -> str:
                  f"{load.get('end', float('nan')):.2f} at the end"
                  f"{' (a loaded machine: the times are not an idle-machine figure)' if max(load.get('start', 0), load.get('end', 0)) > 0.5 * (res.get('cpu_count') or 1) else ''}")  # fmt: skip
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()) + f"; {res['date']}")
-    lines.append(f"recipe: {res['recipe']}")
+    lines.append(f"recipe: {res['recipe']}" + (f", with {', '.join(f'{k}={v!r}' for k, v in res['overrides'].items())}"
+                                                 if res.get("overrides") else ""))  # fmt: skip
     return "\n".join(lines)
 
 

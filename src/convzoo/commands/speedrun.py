@@ -10,6 +10,7 @@ average (time a loaded machine's figure as such). Examples:
 
   convzoo speedrun lenet5-91 --seeds 5
   convzoo speedrun lenet5-91 --seeds 1 --out runs/demo --json
+  convzoo speedrun lenet5-91 --seeds 5 --set eval_flip=false     # an ablation
 """
 
 from __future__ import annotations
@@ -28,19 +29,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the run folders here (one seed: DIR itself; several: DIR/seed-N); default: a temporary folder")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the recipe's)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding the data set's files")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="replace a recipe field (a TrainConfig field, e.g. epochs=6 or eval_flip=false) for an "
+                   "ablation; repeatable; the result records it")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..speedrun import format_report, speedrun
+    from ..speedrun import format_report, parse_overrides, speedrun
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be a positive number of seeds, got {args.seeds}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be a positive number, got {args.threads}")
     report = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = speedrun(args.target, args.seeds, out=args.out, threads=args.threads, data_dir=args.data_dir, report=report)
+    result = speedrun(args.target, args.seeds, out=args.out, threads=args.threads, data_dir=args.data_dir,
+                      overrides=parse_overrides(args.overrides), report=report)  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
     else:
