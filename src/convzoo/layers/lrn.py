@@ -31,10 +31,15 @@ class LRN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = self.size // 2
-        squares = x.pow(2).unsqueeze(1)  # N, 1, C, H, W: pool along the channel axis
-        squares = F.pad(squares, (0, 0, 0, 0, half, half))
         window = 2 * half + 1
-        summed = F.avg_pool3d(squares, (window, 1, 1), stride=1).squeeze(1) * window
+        squares = x.pow(2)
+        if half:
+            # zero channels on each side, by concatenation: with F.pad the TorchScript-based
+            # ONNX exporter loses the static map size, and an adaptive pool after it fails
+            zeros = torch.zeros_like(squares[:, :1]).expand(-1, half, -1, -1)
+            squares = torch.cat([zeros, squares, zeros], 1)
+        # N, 1, C + 2 * half, H, W: average along the channel axis
+        summed = F.avg_pool3d(squares.unsqueeze(1), (window, 1, 1), stride=1).squeeze(1) * window
         return x / (self.k + self.alpha * summed).pow(self.beta)
 
     def extra_repr(self) -> str:
