@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -50,13 +51,25 @@ def test_smoke(name, tmp_path, fashion_mnist_dir, monkeypatch):
             assert summary["test_top1"] is not None
     results = json.loads((out / "results.json").read_text())
     assert [r["run"] for r in results["rows"]] == [r.name for r in runs]
-    for row in results["rows"]:
-        assert 0 <= row["test_error"] <= 100 and row["params"] > 0
+    # each row aggregates its run folders: the mean over seeds of the final test error
+    # (summary.json) and training error (the last epoch of metrics.jsonl), the parameters
+    for run, row in zip(runs, results["rows"]):
+        dirs = [out / "runs" / f"{run.name}-s{seed}" for seed in recipe.seeds("smoke")]
+        sums = [json.loads((d / "summary.json").read_text()) for d in dirs]
+        lasts = [_last_epoch(d) for d in dirs]
+        assert row["seeds"] == len(dirs) and row["params"] == sums[0]["params"] > 0
+        assert row["test_error"] == pytest.approx(statistics.fmean(100.0 - s["test_top1"] for s in sums))
+        assert row["train_error"] == pytest.approx(statistics.fmean(100.0 - e["train_top1"] for e in lasts))
+        assert row["test_top1"] == pytest.approx(100.0 - row["test_error"])
     assert results["verdicts"] and res.verdicts == results["verdicts"]
     if recipe.analysis == "scales":
         protocols = recipe.eval_options("smoke")["protocols"]
-        assert all(len(v) == len(protocols) for v in results["evaluations"].values())
-        assert len(results["evaluations"]) == len(runs)
+        assert sorted(results["evaluations"]) == sorted(r.name for r in runs)
+        for evals in results["evaluations"].values():
+            assert [e["protocol"] for e in evals] == [p["name"] for p in protocols]
+            assert all(0 <= e["test_error"] <= 100 and e["views"] >= 1 for e in evals)
+    else:
+        assert results["evaluations"] == {}
     md = (out / "report.md").read_text()
     assert recipe.title in md and "## Verdict" in md and "Smoke scale" in md
     for fig in re.findall(r"\]\((figures/[^)]+)\)", md):
@@ -65,6 +78,11 @@ def test_smoke(name, tmp_path, fashion_mnist_dir, monkeypatch):
     assert html.count("data:image/png;base64,") == len(re.findall(r"\]\(figures/", md)) >= 1
     assert not re.search(r'(?:src|href)="(?!data:|#)', html), "the HTML report must be self-contained"
     assert "<table>" in html and recipe.claim.split()[0] in html
+
+
+def _last_epoch(run_dir: Path) -> dict:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, filter(None, lines)) if r.get("kind") == "epoch"][-1]
 
 
 def test_finished_runs_are_reused(tmp_path, fashion_mnist_dir, monkeypatch):
@@ -154,3 +172,49 @@ def test_degradation_verdict_names_the_networks_trained():
     verdicts, _ = analyse_degradation(rows, load_recipe("degradation"), "smoke")
     assert "plain56 (trained as plain32) 20.00%" in verdicts[0] and "plain20 10.00%" in verdicts[0]
     assert "resnet56 (trained as resnet32)" in verdicts[1]
+
+
+def test_recipes_are_package_data(tmp_path, monkeypatch):
+    import convzoo
+    from convzoo.experiments import EXPERIMENTS_ENV, RECIPES_DIR, experiments_dir
+
+    monkeypatch.delenv(EXPERIMENTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # found from anywhere, not through the working folder
+    assert RECIPES_DIR == Path(convzoo.__file__).resolve().parent / "experiments" / "recipes"
+    assert experiments_dir() == RECIPES_DIR
+    assert list_experiments() == sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    assert load_recipe("lenet").path == RECIPES_DIR / "lenet.toml"
+    # $CONVZOO_EXPERIMENTS names another folder of recipes
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "tiny.toml").write_text(GOOD_RUN)
+    monkeypatch.setenv(EXPERIMENTS_ENV, str(mine))
+    assert list_experiments() == ["tiny"] and load_recipe("tiny").path == mine / "tiny.toml"
+
+
+def test_every_analysis_is_a_row_of_one_table_with_one_signature():
+    import inspect
+
+    from convzoo.experiments import ANALYSERS, ANALYSES
+
+    assert ANALYSES == tuple(ANALYSERS)
+    assert {load_recipe(n).analysis for n in list_experiments()} <= set(ANALYSES)
+    params = {name: list(inspect.signature(a.analyse).parameters) for name, a in ANALYSERS.items()}
+    assert all(p == ["rows", "recipe", "scale", "evaluations"] for p in params.values()), params
+    # only the scales analysis needs the trained models tested under its protocols first
+    assert [name for name, a in ANALYSERS.items() if a.evaluates] == ["scales"]
+
+
+def test_scales_analysis_reads_the_evaluations():
+    from convzoo.experiments import ANALYSERS
+
+    rows = [dict(run=n, model="spec", role=role, test_error=e, test_error_std=0.0, seeds=1)
+            for n, role, e in [("fixed_scale", "fixed", 12.0), ("scale_jitter", "jitter", 11.0)]]  # fmt: skip
+    evals = {"fixed_scale": [{"protocol": "1 crop", "test_error": 12.0, "views": 1, "scales": [32]},
+                             {"protocol": "10 crops", "test_error": 11.5, "views": 10, "scales": [37]}]}  # fmt: skip
+    verdicts, tables = ANALYSERS["scales"].analyse(rows, load_recipe("scales"), "smoke", evals)
+    assert verdicts[0].startswith("Scale jittering at training lowers the test error (12.00% fixed vs 11.00%")
+    assert "fixed_scale: '10 crops' lowers the error against '1 crop' (11.50% vs 12.00%)." in verdicts
+    ((_, table, cols),) = tables
+    assert [r["test protocol"] for r in table] == ["1 crop", "10 crops"] and table[1]["views"] == 10
+    assert table[1]["test scales"] == "37" and cols[-1] == "test error (%)"

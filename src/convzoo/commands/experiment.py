@@ -1,8 +1,10 @@
 """Run an experiment that reproduces one of the lecture's claims.
 
-NAME is a recipe in experiments/ (or a path to a .toml recipe). `--scale smoke` runs in
-seconds on a CPU (a pipeline check); `--scale full` is the real experiment. The runs, a
-results.json, report.md and a self-contained report.html go into --out.
+NAME is a recipe shipped with convzoo (`--list` shows them; package data in
+convzoo/experiments/recipes/, or the folder $CONVZOO_EXPERIMENTS names) or a path to a
+.toml recipe. `--scale smoke` runs in seconds on a CPU (a pipeline check); `--scale full`
+is the real experiment. The runs, a results.json, report.md and a self-contained
+report.html go into --out.
 """
 
 from __future__ import annotations

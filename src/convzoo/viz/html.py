@@ -35,8 +35,9 @@ footer { margin-top: 3em; font-size: .8em; color: #777; }
 """
 
 
-def _cell(value: Any) -> tuple[str, bool]:
-    """Text of a table cell and whether it is numeric (right-aligned)."""
+def format_cell(value: Any) -> tuple[str, bool]:
+    """Text of a table cell and whether it is numeric (right-aligned); the Markdown reports
+    (`convzoo.experiments.reports`) format their cells with it too."""
     if value is None:
         return "–", False
     if isinstance(value, bool):
@@ -85,7 +86,7 @@ class HtmlReport:
         for row in rows:
             cells = []
             for c in cols:
-                text, num = _cell(row.get(c))
+                text, num = format_cell(row.get(c))
                 cells.append(f'<td class="num">{html.escape(text)}</td>' if num else f"<td>{html.escape(text)}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</table>")
