@@ -198,6 +198,7 @@ async function update() {
   } catch (err) {
     if (mine === seq) showError(err);
   }
+  if (mine === seq) $("result").dataset.shown = state.source; // what is on screen answers this text (tests, benchmark)
 }
 let lastReport = null;
 
