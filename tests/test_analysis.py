@@ -192,7 +192,7 @@ def test_speed_of_the_deep_networks():
 
 
 # -- errors --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", ["3x0x224", "abc", "3x224", "3x-1x5", "3x224x224x1"])
+@pytest.mark.parametrize("text", ["3x0x224", "abc", "3x", "3x-1x5", "3x224x224x1"])
 def test_bad_input_text(text):
     with pytest.raises(ConfigError, match="CxHxW"):
         parse_input_size(text)

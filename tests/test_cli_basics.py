@@ -22,9 +22,14 @@ def test_help_lists_models_command():
 
 
 def test_unknown_model_suggests_close_matches():
+    res = convzoo("summary", "lenet9")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    # the closest registered name comes first
+    assert res.stderr.startswith("convzoo summary: error: unknown model 'lenet9'; did you mean lenet5, "), res.stderr
+    # a pattern that matches nothing says so, and where the names are
     res = convzoo("models", "lenet9*")
-    assert res.returncode == 2
-    assert "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == "convzoo models: error: no model matches 'lenet9*'; `convzoo models` lists them all"
 
 
 def test_models_json():

@@ -47,5 +47,5 @@ def test_input_that_contradicts_the_declared_size_and_a_bad_input_flag():
     res = convzoo("spec", CHAIN, "--input", "1x28x28")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "declares 400 values, but its input 16x4x4 flattens to 256" in res.stderr
-    res = convzoo("spec", CHAIN, "--input", "32x32")
+    res = convzoo("spec", CHAIN, "--input", "32x")
     assert res.returncode == 2 and "Traceback" not in res.stderr and "CxHxW" in res.stderr

@@ -104,3 +104,31 @@ def test_densenet_structure(tables):
 def test_unknown_table():
     with pytest.raises(ConfigError, match="lenet"):
         paper_table("inception")
+
+
+def test_published_totals_are_the_registrys():
+    """A model's published total is stated once, in its family file, and read from the registry."""
+    from convzoo.models.densenet import SPECS as DENSENET_SPECS
+    from convzoo.models.lenet import LECTURE_MACS, PAPER_LAYER_PARAMS
+    from convzoo.registry import model_info
+
+    by_key = {(t, p.row, p.quantity): p for t, entries in PUBLISHED.items() for p in entries}
+    reads = {
+        ("lenet", "total", "params"): model_info("lenet5").params,
+        ("lenet", "total", "MACs at 1x32x32"): model_info("lenet5").macs,
+        ("lenet", "C3: conv 16@5x5", "params"): PAPER_LAYER_PARAMS["C3"],
+        ("alexnet", "alexnet (torchvision, one weird trick)", "params"): model_info("alexnet").params,
+        ("alexnet", "alexnet (torchvision, one weird trick)", "MACs at 224x224"): model_info("alexnet").macs,
+        ("resnet", "18-layer (resnet18)", "MACs at 224x224"): model_info("plain18").macs,
+        ("resnet", "152-layer (resnet152_paper)", "MACs at 224x224"): model_info("resnet152_paper").macs,
+        **{("densenet", n, "params"): model_info(n).params for n in ("densenet121", "densenet169", "densenet201",
+                                                                     "densenet161")},  # fmt: skip
+    }
+    for key, value in reads.items():
+        assert value is not None and by_key[key].value == value, key
+    assert sum(LECTURE_MACS) == model_info("lenet5").macs
+    assert "61,706 parameters" in by_key[("lenet", "total", "params")].source
+    # DenseNet's blocks come from its SPECS
+    for name in ("densenet121", "densenet169", "densenet201", "densenet161"):
+        blocks = [by_key[("densenet", f"{name}: dense block ({i + 1})", "layers")].value for i in range(4)]
+        assert tuple(blocks) == DENSENET_SPECS[name].blocks

@@ -49,6 +49,34 @@ def test_classifier_contract(name):
         assert bare.forward_head(feats).shape == (2, bare.head_hidden_size)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_reset_classifier_contract_over_the_registry(name):
+    """One contract, ZooModel's `reset_classifier`, for every registered model: n classes
+    give a fresh n-way final layer (and auxiliary heads' last layers) on the model's device
+    and in its dtype; 0 removes them and `forward` returns the pre-logits features."""
+    from convzoo.models.base import ZooModel
+
+    model = copy.deepcopy(_meta(name)).eval()
+    assert type(model).reset_classifier is ZooModel.reset_classifier, f"{type(model).__name__} overrides it"
+    x = _meta_input(name)
+    heads = [model.classifier_name, *model.aux_classifiers]
+    model.reset_classifier(5)
+    assert model.num_classes == 5
+    for path in heads:
+        fc = model.get_submodule(path)
+        assert isinstance(fc, nn.Linear) and fc.out_features == 5 and fc.weight.is_meta, path
+    assert model.get_classifier().in_features == model.head_hidden_size
+    with torch.no_grad():
+        assert model(x).shape == (2, 5)
+    model.reset_classifier(0)
+    assert model.num_classes == 0
+    assert all(isinstance(model.get_submodule(path), nn.Identity) for path in heads)
+    with torch.no_grad():
+        assert model(x).shape == (2, model.head_hidden_size)
+    with pytest.raises(ConfigError, match="num_classes"):
+        model.reset_classifier(-1)
+
+
 @pytest.mark.parametrize("family", sorted({model_info(n).family for n in NAMES}))
 def test_reset_classifier_keeps_dtype_and_means_the_same_everywhere(family):
     name = min((n for n in NAMES if model_info(n).family == family), key=lambda n: model_info(n).params or 0)

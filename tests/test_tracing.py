@@ -19,7 +19,7 @@ UNITS = ("original", "bn_after_add", "relu_before_add", "relu_only_preact", "ful
 
 feature_extraction = pytest.importorskip("torchvision.models.feature_extraction")
 
-# one or two per family; skipped where the family is not registered (yet)
+# one or two per family; a name missing from the registry fails (deleting a family must fail tests)
 FX_MODELS = [
     "lenet5",
     "lenet5_paper",
@@ -40,8 +40,7 @@ FX_MODELS = [
 
 
 def registered(name: str) -> None:
-    if name not in convzoo.list_models():
-        pytest.skip(f"{name} is not registered")
+    assert name in convzoo.list_models(), f"{name} is not registered"
 
 
 @pytest.mark.parametrize("name", FX_MODELS)

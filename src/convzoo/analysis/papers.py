@@ -1,7 +1,13 @@
 """The lecture's tables: every published number, with its source, next to the computed one.
 
-All published numbers of the tables live in `PUBLISHED` below (one place, each with its
-source; `../shared/REFERENCES.md` collects them too). `paper_table(name)` computes the
+Every published number is stated once, with its source. A model's published totals (the
+numbers its registry entry is tested against: LeNet-5's 61,706 parameters, torchvision's
+counts and GFLOPS, ResNet's Table 1 FLOPs) live in its family file's `PUBLISHED` table and
+are read here from the registry (`model_info(name).params` / `.macs`), as are the facts the
+family files already state (LeNet's per-layer counts of 1998, DenseNet's blocks from its
+`SPECS`). The numbers only a table prints (GoogLeNet's rows, VGG's Table 2, AlexNet's "60
+million") live here. `PUBLISHED` (built on first use, since it reads the registry) gives
+every table's entries, each a `PublishedRow`. `paper_table(name)` computes the
 same quantities on the zoo's networks (with `analyze`, on the meta device) and returns
 rows `{"row", "quantity", "published", "computed", "rel_diff", "note", "source"}`.
 `published` and `computed` are plain counts (parameters, multiply-adds, pixels, layers,
@@ -12,6 +18,7 @@ the table, with the arithmetic).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -22,9 +29,9 @@ M = 10**6
 G = 10**9
 
 # -- sources ------------------------------------------------------------------------------
-LECTURE_LENET = "lecture notes, slide 'LeNet Parameters and Memory Requirement?' (61,706 parameters)"
+LECTURE_LENET = "lecture notes, slide 'LeNet Parameters and Memory Requirement?' ({:,} parameters)"
 LENET_1998 = "LeCun, Bottou, Bengio, Haffner, Proc. IEEE 1998, section II.B (parameters of C1, C3, C5, F6)"
-LENET_HAND = "hand-derived (convzoo registry): 117,600 + 240,000 + 48,000 + 10,080 + 840 multiply-adds"
+LENET_HAND = "hand-derived (convzoo registry): {} multiply-adds"
 ALEXNET_2012 = "Krizhevsky, Sutskever, Hinton, NIPS 2012, abstract: 'has 60 million parameters'"
 TORCHVISION = "torchvision model metadata (ImageNet-1K weights: num_params, GFLOPS = multiply-adds)"
 VGG_T2 = "Simonyan and Zisserman, ICLR 2015, Table 2 (lecture: 'VGG Net - Parameter Space'), millions"
@@ -36,8 +43,8 @@ DENSENET_201 = "Huang et al., CVPR 2017, section 4.4: 'a DenseNet-201 with 20M p
 
 
 @dataclass(frozen=True)
-class Published:
-    """One published number: `value` in plain units, `printed` as the source prints it."""
+class PublishedRow:
+    """One published number of a table: `value` in plain units, `printed` as the source prints it."""
 
     row: str
     quantity: str
@@ -46,8 +53,20 @@ class Published:
     source: str
 
 
-def _p(row: str, quantity: str, value: float, printed: str, source: str) -> Published:
-    return Published(row, quantity, value, printed, source)
+def _p(row: str, quantity: str, value: float, printed: str, source: str) -> PublishedRow:
+    return PublishedRow(row, quantity, value, printed, source)
+
+
+def _zoo(row: str, quantity: str, model: str, field: str, source: str, printed: Callable[[float], str] | None = None,
+         as_float: bool = False) -> PublishedRow:  # fmt: skip
+    """An entry whose number is the registry's: `model_info(model).params` or `.macs`."""
+    from ..registry import model_info
+
+    value = getattr(model_info(model), field)
+    if value is None:
+        raise ConfigError(f"the registry publishes no {field} for {model!r}; the table needs them")
+    value = float(value) if as_float else value
+    return _p(row, quantity, value, printed(value) if printed else f"{value:,}", source)
 
 
 #: GoogLeNet Table 1: row -> (params as printed in K, ops as printed in M)
@@ -66,13 +85,13 @@ GOOGLENET_ROWS: dict[str, tuple[float, float]] = {
     "linear": (1000, 1),
 }
 
-#: DenseNet Table 1: blocks' layer counts per network
-DENSENET_BLOCKS: dict[str, tuple[int, ...]] = {
-    "densenet121": (6, 12, 24, 16),
-    "densenet169": (6, 12, 32, 32),
-    "densenet201": (6, 12, 48, 32),
-    "densenet161": (6, 12, 36, 24),
-}
+def _densenet_blocks() -> dict[str, tuple[int, ...]]:
+    """DenseNet Table 1: the blocks' layer counts of the four ImageNet networks (their SPECS)."""
+    from ..models.densenet import SPECS
+
+    return {name: spec.blocks for name, spec in SPECS.items() if spec.stem == "imagenet"}
+
+
 #: DenseNet Table 1: output side of each stage (the same for the four networks)
 DENSENET_SIDES: dict[str, int] = {
     "convolution": 112,
@@ -87,66 +106,89 @@ DENSENET_SIDES: dict[str, int] = {
     "classification layer": 1,
 }
 
-PUBLISHED: dict[str, list[Published]] = {
-    "lenet": [
-        _p("C1: conv 6@5x5", "params", 156, "156", LENET_1998),
-        _p("C3: conv 16@5x5", "params", 1_516, "1,516", LENET_1998),
-        _p("C5: fc 400->120", "params", 48_120, "48,120", LENET_1998),
-        _p("F6: fc 120->84", "params", 10_164, "10,164", LENET_1998),
-        _p("total", "params", 61_706, "61,706", LECTURE_LENET),
-        _p("total", "MACs at 1x32x32", 416_520, "416,520", LENET_HAND),
-    ],
-    "alexnet": [
-        _p("alexnet_paper (two-GPU network)", "params", 60 * M, "60 million", ALEXNET_2012),
-        _p("alexnet (torchvision, one weird trick)", "params", 61_100_840, "61,100,840", TORCHVISION),
-        _p("alexnet (torchvision, one weird trick)", "MACs at 224x224", 0.714 * G, "0.714 GFLOPS", TORCHVISION),
-    ],
-    "vgg": [
-        _p("A (vgg_a)", "params", 133 * M, "133", VGG_T2),
-        _p("A-LRN (vgg_a_lrn)", "params", 133 * M, "133", VGG_T2),
-        _p("B (vgg_b)", "params", 133 * M, "133", VGG_T2),
-        _p("C (vgg_c)", "params", 134 * M, "134", VGG_T2),
-        _p("D (vgg_d)", "params", 138 * M, "138", VGG_T2),
-        _p("E (vgg_e)", "params", 144 * M, "144", VGG_T2),
-        _p("D (vgg_d)", "MACs at 224x224", 15.3 * G, "15.3 billion", RESNET_VGG),
-        _p("E (vgg_e)", "MACs at 224x224", 19.6 * G, "19.6 billion", RESNET_VGG),
-    ],
-    "googlenet": [
-        item
-        for row, (k, m) in GOOGLENET_ROWS.items()
-        for item in (
-            _p(row, "params (weights, K=1024)", k * K2, f"{k:g}K", GOOGLENET_T1),
-            _p(row, "ops (MACs, M=10^6)", m * M, f"{m:g}M", GOOGLENET_T1),
-        )
-    ],
-    "resnet": [
-        _p("18-layer (resnet18)", "MACs at 224x224", 1.8 * G, "1.8x10^9", RESNET_T1),
-        _p("34-layer (resnet34)", "MACs at 224x224", 3.6 * G, "3.6x10^9", RESNET_T1),
-        _p("50-layer (resnet50_paper)", "MACs at 224x224", 3.8 * G, "3.8x10^9", RESNET_T1),
-        _p("101-layer (resnet101_paper)", "MACs at 224x224", 7.6 * G, "7.6x10^9", RESNET_T1),
-        _p("152-layer (resnet152_paper)", "MACs at 224x224", 11.3 * G, "11.3x10^9", RESNET_T1),
-        _p("50-layer, torchvision placement (resnet50)", "MACs at 224x224", 3.8 * G, "3.8x10^9", RESNET_T1),
-        _p("101-layer, torchvision placement (resnet101)", "MACs at 224x224", 7.6 * G, "7.6x10^9", RESNET_T1),
-        _p("152-layer, torchvision placement (resnet152)", "MACs at 224x224", 11.3 * G, "11.3x10^9", RESNET_T1),
-    ],
-    "densenet": [
-        *[_p(row, "output side (pixels)", side, f"{side}x{side}", DENSENET_T1) for row, side in DENSENET_SIDES.items()],
-        *[
-            _p(f"{name}: dense block ({i + 1})", "layers", n, f"x {n}", DENSENET_T1)
-            for name, blocks in DENSENET_BLOCKS.items()
-            for i, n in enumerate(blocks)
+def _giga(value: float) -> str:
+    return f"{value / G:g}x10^9"
+
+
+@functools.lru_cache(maxsize=1)
+def _published() -> dict[str, list[PublishedRow]]:
+    from ..models.lenet import LECTURE_MACS, PAPER_LAYER_PARAMS
+    from ..registry import model_info
+
+    lenet_params = model_info("lenet5").params
+    densenet_blocks = _densenet_blocks()
+    return {
+        "lenet": [
+            *[
+                _p(row, "params", PAPER_LAYER_PARAMS[layer], f"{PAPER_LAYER_PARAMS[layer]:,}", LENET_1998)
+                for layer, row in (("C1", "C1: conv 6@5x5"), ("C3", "C3: conv 16@5x5"), ("C5", "C5: fc 400->120"),
+                                   ("F6", "F6: fc 120->84"))  # fmt: skip
+            ],
+            _zoo("total", "params", "lenet5", "params", LECTURE_LENET.format(lenet_params)),
+            _zoo("total", "MACs at 1x32x32", "lenet5", "macs", LENET_HAND.format(" + ".join(f"{m:,}" for m in LECTURE_MACS))),
         ],
-        *[
-            _p(name, "weight layers", int(name[len("densenet"):]), name[len("densenet"):], DENSENET_T1)
-            for name in DENSENET_BLOCKS
+        "alexnet": [
+            _p("alexnet_paper (two-GPU network)", "params", 60 * M, "60 million", ALEXNET_2012),
+            _zoo("alexnet (torchvision, one weird trick)", "params", "alexnet", "params", TORCHVISION),
+            _zoo("alexnet (torchvision, one weird trick)", "MACs at 224x224", "alexnet", "macs", TORCHVISION,
+                 lambda v: f"{v / G:.3f} GFLOPS", as_float=True),  # fmt: skip
         ],
-        _p("densenet121", "params", 7_978_856, "7,978,856", TORCHVISION),
-        _p("densenet169", "params", 14_149_480, "14,149,480", TORCHVISION),
-        _p("densenet201", "params", 20_013_928, "20,013,928", TORCHVISION),
-        _p("densenet161", "params", 28_681_000, "28,681,000", TORCHVISION),
-        _p("densenet201", "params (paper)", 20 * M, "20M", DENSENET_201),
-    ],
-}
+        "vgg": [
+            _p("A (vgg_a)", "params", 133 * M, "133", VGG_T2),
+            _p("A-LRN (vgg_a_lrn)", "params", 133 * M, "133", VGG_T2),
+            _p("B (vgg_b)", "params", 133 * M, "133", VGG_T2),
+            _p("C (vgg_c)", "params", 134 * M, "134", VGG_T2),
+            _p("D (vgg_d)", "params", 138 * M, "138", VGG_T2),
+            _p("E (vgg_e)", "params", 144 * M, "144", VGG_T2),
+            _p("D (vgg_d)", "MACs at 224x224", 15.3 * G, "15.3 billion", RESNET_VGG),
+            _p("E (vgg_e)", "MACs at 224x224", 19.6 * G, "19.6 billion", RESNET_VGG),
+        ],
+        "googlenet": [
+            item
+            for row, (k, m) in GOOGLENET_ROWS.items()
+            for item in (
+                _p(row, "params (weights, K=1024)", k * K2, f"{k:g}K", GOOGLENET_T1),
+                _p(row, "ops (MACs, M=10^6)", m * M, f"{m:g}M", GOOGLENET_T1),
+            )
+        ],
+        # Table 1's FLOPs are the registry's MACs of the plain 18/34-layer baselines (the same
+        # columns) and of the *_paper networks (the paper's stride placement)
+        "resnet": [
+            _zoo(row, "MACs at 224x224", model, "macs", RESNET_T1, _giga, as_float=True)
+            for row, model in (
+                ("18-layer (resnet18)", "plain18"),
+                ("34-layer (resnet34)", "plain34"),
+                ("50-layer (resnet50_paper)", "resnet50_paper"),
+                ("101-layer (resnet101_paper)", "resnet101_paper"),
+                ("152-layer (resnet152_paper)", "resnet152_paper"),
+                ("50-layer, torchvision placement (resnet50)", "resnet50_paper"),
+                ("101-layer, torchvision placement (resnet101)", "resnet101_paper"),
+                ("152-layer, torchvision placement (resnet152)", "resnet152_paper"),
+            )
+        ],
+        "densenet": [
+            *[_p(row, "output side (pixels)", side, f"{side}x{side}", DENSENET_T1) for row, side in DENSENET_SIDES.items()],
+            *[
+                _p(f"{name}: dense block ({i + 1})", "layers", n, f"x {n}", DENSENET_T1)
+                for name, blocks in densenet_blocks.items()
+                for i, n in enumerate(blocks)
+            ],
+            *[
+                _p(name, "weight layers", int(name[len("densenet"):]), name[len("densenet"):], DENSENET_T1)
+                for name in densenet_blocks
+            ],
+            *[_zoo(name, "params", name, "params", TORCHVISION) for name in densenet_blocks],
+            _p("densenet201", "params (paper)", 20 * M, "20M", DENSENET_201),
+        ],
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # `PUBLISHED` reads the registry (it imports torch and the families): built on first use
+    if name == "PUBLISHED":
+        return _published()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 TABLES = ("lenet", "alexnet", "vgg", "googlenet", "resnet", "densenet")
 
@@ -226,7 +268,7 @@ class _Builder:
     """Collects rows, pairing each computed number with its published entry."""
 
     def __init__(self, table: str) -> None:
-        self.published = {(p.row, p.quantity): p for p in PUBLISHED[table]}
+        self.published = {(p.row, p.quantity): p for p in _published()[table]}
         self.rows: list[PaperRow] = []
 
     def add(self, row: str, quantity: str, computed: float | None, note: str = "", *, model: str = "",
@@ -268,6 +310,12 @@ def _meta_model(name: str) -> Any:
             return create_model(name)
     except UnknownModelError as err:
         raise UnknownModelError(f"this table needs the model {name!r}, which is not registered ({err})") from None
+
+
+def _published_params(name: str) -> int | None:
+    from ..registry import model_info
+
+    return model_info(name).params
 
 
 def _called(report: Any, type_names: tuple[str, ...]) -> list[Any]:
@@ -350,7 +398,8 @@ def _alexnet() -> list[PaperRow]:
         "params",
         paper.total_params,
         model="alexnet_paper",
-        note="The paper only says 'about 60 million'; its layer shapes (section 3.5, Figure 2) give 60,965,224.",
+        note="The paper only says 'about 60 million'; its layer shapes (section 3.5, Figure 2) give "
+        f"{_published_params('alexnet_paper'):,}.",
     )
     b.add("alexnet (torchvision, one weird trick)", "params", tv.total_params, model="alexnet")
     b.add("alexnet (torchvision, one weird trick)", "MACs at 224x224", tv.macs, model="alexnet")
@@ -481,7 +530,7 @@ def _resnet() -> list[PaperRow]:
 
 def _densenet() -> list[PaperRow]:
     b = _Builder("densenet")
-    reports = {name: _report(name) for name in DENSENET_BLOCKS}
+    reports = {name: _report(name) for name in _densenet_blocks()}
     for name, rep in reports.items():
         blocks = [r for r in rep.layers if "DenseBlock" in r.type and r.calls > 0]
         transitions = [r for r in rep.layers if "Transition" in r.type and r.calls > 0]

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="MODEL_OR_RUN", help="a registered model name, a run folder or a checkpoint file")
     p.add_argument("--format", default="onnx", choices=("onnx", "pt2"), help="onnx or pt2 (torch.export; default: onnx)")
     p.add_argument("--weights", metavar="TAG", help="shipped weights of a registered model, e.g. fashion-mnist")
-    p.add_argument("--input", metavar="CxHxW", help="input size (default: the run's, or the model's default input)")
+    p.add_argument("--input", metavar="CxHxW",
+                   help="input size: CxHxW, HxW or N (default: the run's, or the model's default input)")
     p.add_argument("--dynamic-batch", action="store_true", help="a batch dimension of any size (checked at 1, 2 and 3)")
     p.add_argument("--out", metavar="FILE", help="output file (default: MODEL.onnx or MODEL.pt2 here)")
     p.add_argument("--atol", type=float, default=1e-4, metavar="X",
@@ -41,6 +42,13 @@ def _looks_like_path(text: str) -> bool:
     import os
 
     return os.sep in text or "/" in text or text.endswith((".pt", ".pth")) or os.path.exists(text)
+
+
+def _with_channels(text: str | None, channels: int) -> tuple[int, int, int] | None:
+    """`--input` as (C, H, W), C from the model where the text gives HxW or N; None without it."""
+    from ..cli_args import parse_input_size
+
+    return None if text is None else parse_input_size(text, channels)
 
 
 def _run_metadata(ckpt: dict[str, Any], input_size: tuple[int, int, int]) -> dict[str, Any]:
@@ -99,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--atol must be positive, got {args.atol}")
     size = None
     if args.input is not None:
-        from ..analysis.engine import parse_input_size
+        from ..cli_args import input_size_parts
 
-        size = parse_input_size(args.input)
+        parts = input_size_parts(args.input)  # HxW or N: C is the model's, known below
+        size = parts if parts[0] is not None else None
     metadata: dict[str, Any] = {}
     if _looks_like_path(args.target):
         import os
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         name = ckpt["model_name"]
         in_ch = int(ckpt.get("in_channels") or getattr(model, "in_channels", 3))
         side = int(ckpt.get("input_size") or 0) or convzoo.model_info(name).default_input[-1]
-        size = size or (in_ch, side, side)
+        size = size or _with_channels(args.input, in_ch) or (in_ch, side, side)
         metadata.update(_run_metadata(ckpt, size))
     else:
         name = args.target
@@ -127,12 +136,14 @@ def run(args: argparse.Namespace) -> int:
         if args.weights:
             model = convzoo.create_model(name, weights=args.weights)
             metadata.update(_weights_metadata(model, name, args.weights))
-            if size is None and metadata.get("input_size"):
+            if args.input is None and metadata.get("input_size"):
                 size = tuple(int(v) for v in metadata["input_size"])
         else:
             model = convzoo.create_model(name)
+        in_ch = int(getattr(model, "in_channels", info.default_input[0]))
+        size = size or _with_channels(args.input, in_ch)
         if size is None:
-            size = (int(getattr(model, "in_channels", info.default_input[0])), *info.default_input[1:])
+            size = (in_ch, *info.default_input[1:])
     out = args.out or f"{name}.{args.format}"
     result = export_model(model, out, format=args.format, input_size=size, dynamic_batch=args.dynamic_batch,
                           atol=args.atol, metadata=metadata, exporter=args.exporter)  # fmt: skip

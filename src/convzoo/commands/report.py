@@ -13,12 +13,13 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="MODEL|RUN_DIR", help="registry name, run folder or checkpoint file")
     p.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
-    p.add_argument("--input", default=None, metavar="CxHxW", help="input size (default: the model's or the run's)")
+    p.add_argument("--input", default=None, metavar="CxHxW",
+                   help="input size: CxHxW, HxW or N (3 channels) (default: the model's or the run's)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..viz._common import parse_input_size
+    from ..cli_args import parse_input_size
     from ..viz.report import build_report
 
     if not args.out.lower().endswith((".html", ".htm")):

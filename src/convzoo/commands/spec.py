@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,21 +21,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--input",
         metavar="CxHxW",
         default=None,
-        help="input size (default: the text's Input(CxHxW), else 32x32 with the text's or 1 channel)",
+        help="input size: CxHxW, HxW or N (default: the text's Input(CxHxW), else 32x32; channels: the text's or 1)",
     )
     p.add_argument("--json", action="store_true", help="print the layers as JSON")
 
 
-def _input_size(text: str | None) -> tuple[int, int, int] | None:
-    from ..errors import ConfigError
+def _input_size(text: str | None) -> tuple[int, ...] | None:
+    """(C, H, W), or (H, W) where the text gives no channels (then the notation's `Input(C)`
+    or 1 channel, as without --input)."""
+    from ..cli_args import input_size_parts
 
     if text is None:
         return None
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m or min(int(v) for v in m.groups()) < 1:
-        raise ConfigError(f"--input must be CxHxW with positive numbers, e.g. 1x32x32; got {text!r}")
-    c, h, w = (int(v) for v in m.groups())
-    return c, h, w
+    c, h, w = input_size_parts(text)
+    return (h, w) if c is None else (c, h, w)
 
 
 def run(args: argparse.Namespace) -> int:

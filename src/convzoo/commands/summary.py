@@ -14,7 +14,8 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a registered model name (`convzoo models` lists them)")
-    p.add_argument("--input", metavar="CxHxW", default=None, help="input size, e.g. 3x224x224 (default: the model's)")
+    p.add_argument("--input", metavar="CxHxW", default=None,
+                   help="input size: CxHxW, HxW or N, e.g. 3x224x224 or 224 (default: the model's)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for the memory figures (default 1)")
     p.add_argument("--depth", type=int, default=3, metavar="N", help="depth of the module tree shown (default 3)")
     p.add_argument(
@@ -36,10 +37,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     if args.depth < 0:
         raise ConfigError(f"--depth must be 0 or more, got {args.depth}")
-    from ..analysis import analyze, parse_input_size
+    from ..analysis import analyze
     from ..analysis import render
+    from ..cli_args import input_size_parts
 
-    size = parse_input_size(args.input) if args.input is not None else None
+    size = None
+    if args.input is not None:
+        c, h, w = input_size_parts(args.input)
+        if c is None:  # HxW or N: the model's own channels
+            from ..registry import model_info
+
+            c = model_info(args.model).default_input[0]
+        size = (c, h, w)
     if args.compare is not None:
         import json
 

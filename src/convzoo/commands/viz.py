@@ -62,7 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cm = sub.add_parser("compare", help="accuracy against parameters and against MACs for trained runs",
                         description="Test top-1 accuracy of finished runs against parameters and MACs.")
     cm.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    cm.add_argument("--labels", nargs="+", default=None, help="one label per run; runs sharing one are averaged")
+    cm.add_argument("--labels", nargs="+", default=None,
+                    help="one label per run; runs sharing one are averaged (they must differ by seed alone); "
+                    "by default runs of one model are averaged when only their seeds differ")
     cm.add_argument("--title", default=None)
     _out(cm)
 
@@ -98,11 +100,13 @@ def _filters(args: argparse.Namespace) -> int:
 
 
 def _arch(args: argparse.Namespace) -> int:
-    from ..viz._common import default_input_size, load_model_or_checkpoint, parse_input_size, save_figure
+    from ..cli_args import parse_input_size
+    from ..viz._common import default_input_size, load_model_or_checkpoint, save_figure
     from ..viz.arch import plot_arch
 
     model, ckpt = load_model_or_checkpoint(args.model)
-    size = parse_input_size(args.input) if args.input else default_input_size(model, ckpt)
+    default = default_input_size(model, ckpt)
+    size = parse_input_size(args.input, channels=default[0]) if args.input else default
     return _done(save_figure(plot_arch(model, size, max_depth=args.depth), args.out))
 
 
@@ -120,11 +124,14 @@ def _curves(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..viz._common import save_figure
-    from ..viz.compare import plot_compare
+    from ..viz.compare import compare_points, plot_compare
 
     if args.labels and len(args.labels) != len(args.runs):
         raise ConfigError(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
-    return _done(save_figure(plot_compare(args.runs, labels=args.labels, title=args.title), args.out))
+    points, notes = compare_points(args.runs, labels=args.labels)
+    for note in notes:  # what was averaged and what was kept apart
+        print(note)
+    return _done(save_figure(plot_compare(points=points, title=args.title), args.out))
 
 
 def load_image(ref: str, ckpt: dict[str, Any], data: str | None, data_dir: str | None) -> "Any":

@@ -6,6 +6,10 @@ The sum runs over n/2 (integer division) channels on each side. PyTorch's
 `nn.LocalResponseNorm` instead divides alpha by n (it averages over the window), so
 AlexNet's alpha=1e-4 would have to be passed to it as 5e-4; this layer takes the paper's
 constants as printed (Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75).
+
+`LRN_ARGS` holds those constants, once: they are `LRN`'s defaults, and every family that
+uses AlexNet's LRN (AlexNet, VGG A-LRN, GoogLeNet) passes them by name. (The notation's
+torch-free `(LRN)` defaults, `notation.spec.LRN_DEFAULTS`, are tested equal to them.)
 """
 
 from __future__ import annotations
@@ -16,11 +20,20 @@ from torch import nn
 
 from ..errors import ConfigError
 
+#: Krizhevsky et al. 2012, section 3.3: n=5, alpha=1e-4, beta=0.75, k=2 (sum over the window)
+LRN_ARGS: dict[str, float] = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
+
 
 class LRN(nn.Module):
     """Cross-channel local response normalisation with the paper's (sum) convention."""
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+    def __init__(
+        self,
+        size: int = int(LRN_ARGS["size"]),
+        alpha: float = LRN_ARGS["alpha"],
+        beta: float = LRN_ARGS["beta"],
+        k: float = LRN_ARGS["k"],
+    ) -> None:
         super().__init__()
         if size < 1:
             raise ConfigError(f"LRN size must be at least 1, got {size}")

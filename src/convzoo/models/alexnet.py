@@ -34,8 +34,9 @@ from torch import nn
 
 from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
-from ..registry import ModelInfo, register_model
+from ..layers.lrn import LRN_ARGS
 from .base import ZooModel, classifier
+from .family import Published, register_specs
 
 PAPER = "Krizhevsky, Sutskever, Hinton, ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012"
 TRICK = "Krizhevsky, One weird trick for parallelizing convolutional neural networks, arXiv 1404.5997, 2014"
@@ -92,10 +93,6 @@ SPECS: dict[str, AlexNetSpec] = {
     ),
 }
 
-# Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75 (sum over the window, as the lecture writes it)
-LRN_ARGS = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
-
-
 class AlexNet(ZooModel):
     """AlexNet built from an `AlexNetSpec`: `stages.N` end at each max-pool, then
     `pool` -> `flatten` -> `pre_logits` (two hidden FC layers) -> `fc`."""
@@ -120,7 +117,7 @@ class AlexNet(ZooModel):
             stage.add_module(f"conv{i}", ConvNormAct(channels, c.out, c.kernel, c.stride, c.padding, groups=c.groups))
             self._tv_convs.append(f"stages.{len(self.stages)}.conv{i}.conv")
             channels, reduction = c.out, reduction * c.stride
-            if c.lrn:
+            if c.lrn:  # section 3.3: k=2, n=5, alpha=1e-4, beta=0.75
                 stage.add_module("lrn", LRN(**LRN_ARGS))
             if c.pool:  # overlapping pooling, section 3.4: z=3, s=2
                 stage.add_module("pool", nn.MaxPool2d(3, 2))
@@ -178,41 +175,30 @@ class AlexNet(ZooModel):
         return rename_modules(state_dict, mapping)
 
 
-def _builder(name: str):
-    spec = SPECS[name]
-
-    def build(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
-        return AlexNet(spec, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
-
-    build.__name__ = name
-    build.__doc__ = f"Build `{name}` (see `convzoo.models.alexnet`)."
-    return build
-
-
-register_model(
-    ModelInfo(
-        name="alexnet_paper",
-        family="alexnet",
-        builder=_builder("alexnet_paper"),
-        paper=PAPER,
-        default_input=(3, 227, 227),
-        min_input=227,
+#: registry name -> the numbers published for it, with their source
+PUBLISHED: dict[str, Published] = {
+    "alexnet_paper": Published(
         params=60_965_224,
         source="issue 2 / the paper's layer sizes (section 3.5, Figure 2): 60,965,224 counted from them",
-        description="Krizhevsky 2012: 96-256-384-384-256, LRN, groups=2 for the two GPUs, fixed 227 input",
-    )
-)
-register_model(
-    ModelInfo(
-        name="alexnet",
-        family="alexnet",
-        builder=_builder("alexnet"),
-        paper=TRICK,
-        default_input=(3, 224, 224),
-        min_input=63,
+    ),
+    "alexnet": Published(
         params=61_100_840,
         macs=714_000_000,
         source="torchvision AlexNet_Weights.IMAGENET1K_V1 meta: num_params 61,100,840, GFLOPS 0.714 (MACs, 3 decimals)",
-        description="torchvision's single-tower AlexNet: 64-192-384-256-256, no LRN, adaptive 6x6 pool",
-    )
+    ),
+}
+
+register_specs(
+    SPECS,
+    model=AlexNet,
+    family="alexnet",
+    paper={"alexnet_paper": PAPER, "alexnet": TRICK},
+    default_input={"alexnet_paper": (3, 227, 227), "alexnet": (3, 224, 224)},
+    min_input={"alexnet_paper": 227, "alexnet": 63},
+    published=PUBLISHED,
+    options=("dropout",),
+    description={
+        "alexnet_paper": "Krizhevsky 2012: 96-256-384-384-256, LRN, groups=2 for the two GPUs, fixed 227 input",
+        "alexnet": "torchvision's single-tower AlexNet: 64-192-384-256-256, no LRN, adaptive 6x6 pool",
+    },
 )

@@ -9,7 +9,9 @@
   `get_classifier()` (the final layer), `reset_classifier(num_classes)` (a new final layer on
   the model's device and in its dtype; `num_classes=0` removes it: `forward` then returns the
   pre-logits features, as `num_classes=0` does at creation). The family sets
-  `classifier_name` (the final layer's module path) and the two widths.
+  `classifier_name` (the final layer's module path) and the two widths; a network with
+  auxiliary classifiers (GoogLeNet) lists their last layers in `aux_classifiers`, and
+  `reset_classifier` replaces them too. One implementation, here, for every family.
 - an input too small for the network raises `InputSizeError` naming the layer where it
   breaks and the smallest input that works, instead of a shape error deep in PyTorch.
 - `convert_torchvision_state_dict(sd)` for families with a torchvision counterpart.
@@ -47,10 +49,12 @@ class ZooModel(nn.Module):
     head_hidden_size: int
     #: module path of the final classifier layer (`get_classifier`, `reset_classifier`)
     classifier_name: str = "fc"
+    #: module path -> input width of the auxiliary heads' last layers (none by default)
+    aux_classifiers: dict[str, int] = {}
     # metadata, not state: TorchScript cannot read these (postponed) annotations
     __jit_ignored_attributes__ = [
         "num_classes", "in_channels", "feature_info", "zoo_name", "num_features", "head_hidden_size",
-        "classifier_name", "spec",
+        "classifier_name", "spec", "aux_classifiers",
     ]  # fmt: skip
 
     def _is_meta(self) -> bool:
@@ -72,10 +76,13 @@ class ZooModel(nn.Module):
         return self.get_submodule(self.classifier_name)
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final layer by a fresh one for `num_classes` (0: none, as in timm),
-        on the device and in the dtype of the model's parameters."""
+        """Replace the final layer, and the last layers of any auxiliary heads, by fresh ones
+        for `num_classes` (0: none, as in timm), on the device and in the dtype of the
+        model's parameters."""
         check_num_classes(num_classes)
         self._replace_module(self.classifier_name, classifier(self.head_hidden_size, num_classes, like=self))
+        for path, width in self.aux_classifiers.items():
+            self._replace_module(path, classifier(width, num_classes, like=self))
         self.num_classes = num_classes
 
     def _replace_module(self, path: str, module: nn.Module) -> None:

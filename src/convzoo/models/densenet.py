@@ -24,15 +24,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..layers.dense import DenseBlock, Transition
-from ..registry import ModelInfo, register_model
 from .base import ZooModel, check_num_classes, classifier
+from .family import Published, register_specs
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
@@ -73,15 +72,25 @@ SPECS: dict[str, DenseNetSpec] = {
 }
 
 _TV = "torchvision DenseNet weights metadata (GFLOPS there are MACs, 224x224)"
-#: registry name -> (published params, published MACs, source, description)
-PUBLISHED: dict[str, tuple[int | None, int | None, str, str]] = {
-    "densenet121": (7_978_856, 2_834_000_000, _TV, "DenseNet-121 (k=32)"),
-    "densenet169": (14_149_480, 3_360_000_000, _TV, "DenseNet-169 (k=32)"),
-    "densenet201": (20_013_928, 4_291_000_000, _TV, "DenseNet-201 (k=32)"),
-    "densenet161": (28_681_000, 7_728_000_000, _TV, "DenseNet-161 (k=48, 96 initial features)"),
-    "densenet_bc_100_12": (None, None, "Huang et al. 2017 Table 2 gives 0.8M (rounded)", "CIFAR DenseNet-BC L=100 k=12"),
-    "densenet_bc_250_24": (None, None, "Huang et al. 2017 Table 2 gives 15.3M (rounded)", "CIFAR DenseNet-BC L=250 k=24"),
-    "densenet_bc_190_40": (None, None, "Huang et al. 2017 Table 2 gives 25.6M (rounded)", "CIFAR DenseNet-BC L=190 k=40"),
+#: registry name -> the numbers published for it, with their source
+PUBLISHED: dict[str, Published] = {
+    "densenet121": Published(7_978_856, 2_834_000_000, _TV),
+    "densenet169": Published(14_149_480, 3_360_000_000, _TV),
+    "densenet201": Published(20_013_928, 4_291_000_000, _TV),
+    "densenet161": Published(28_681_000, 7_728_000_000, _TV),
+    "densenet_bc_100_12": Published(source="Huang et al. 2017 Table 2 gives 0.8M (rounded)"),
+    "densenet_bc_250_24": Published(source="Huang et al. 2017 Table 2 gives 15.3M (rounded)"),
+    "densenet_bc_190_40": Published(source="Huang et al. 2017 Table 2 gives 25.6M (rounded)"),
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "densenet121": "DenseNet-121 (k=32)",
+    "densenet169": "DenseNet-169 (k=32)",
+    "densenet201": "DenseNet-201 (k=32)",
+    "densenet161": "DenseNet-161 (k=48, 96 initial features)",
+    "densenet_bc_100_12": "CIFAR DenseNet-BC L=100 k=12",
+    "densenet_bc_250_24": "CIFAR DenseNet-BC L=250 k=24",
+    "densenet_bc_190_40": "CIFAR DenseNet-BC L=190 k=40",
 }
 
 #: Keyword options every DenseNet builder accepts besides num_classes and in_channels.
@@ -202,32 +211,17 @@ def convert_torchvision_densenet(state_dict: dict[str, torch.Tensor]) -> dict[st
     return out
 
 
-def _builder(spec: DenseNetSpec) -> Callable[..., DenseNet]:
-    def build(*, num_classes: int | None = None, in_channels: int = 3, **options: Any) -> DenseNet:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown DenseNet option(s) {', '.join(unknown)}; expected: {', '.join(OPTIONS)}")
-        return DenseNet(spec, num_classes=num_classes, in_channels=in_channels, **options)
-
-    return build
-
-
-for _name, _spec in SPECS.items():
-    _params, _macs, _source, _description = PUBLISHED[_name]
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="densenet",
-            builder=_builder(_spec),
-            paper=PAPER,
-            default_input=(3, 224, 224) if _spec.stem == "imagenet" else (3, 32, 32),
-            # checked by meta forward (tests/test_models_densenet.py): the three 2x2/2
-            # average pools need an 8x8 map after the stem (ImageNet: 29 -> 15 -> 8)
-            min_input=29 if _spec.stem == "imagenet" else 4,
-            num_classes=_spec.default_classes,
-            params=_params,
-            macs=_macs,
-            source=_source,
-            description=_description,
-        )
-    )
+register_specs(
+    SPECS,
+    model=DenseNet,
+    family="densenet",
+    paper=PAPER,
+    default_input=lambda name, spec: (3, 224, 224) if spec.stem == "imagenet" else (3, 32, 32),
+    # checked by meta forward (tests/test_models_densenet.py): the three 2x2/2
+    # average pools need an 8x8 map after the stem (ImageNet: 29 -> 15 -> 8)
+    min_input=lambda name, spec: 29 if spec.stem == "imagenet" else 4,
+    num_classes=lambda name, spec: spec.default_classes,
+    published=PUBLISHED,
+    options=OPTIONS,
+    description=DESCRIPTIONS,
+)

@@ -44,8 +44,9 @@ import torch
 from torch import nn
 
 from ..layers import LRN, ConvNormAct, InceptionBlock
-from ..registry import ModelInfo, register_model
+from ..layers.lrn import LRN_ARGS
 from .base import ZooModel, classifier
+from .family import Published, register_specs
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 
@@ -64,10 +65,8 @@ INCEPTION: dict[str, tuple[int, tuple[int, int], tuple[int, int], int]] = {
 
 #: the inception modules the auxiliary classifiers sit on (section 5)
 AUX_TAPS = ("inception4a", "inception4d")
-
-# the LRN of Krizhevsky et al. 2012; the paper's Table 1 does not repeat the constants
-LRN_ARGS = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
-
+#: width of the auxiliary heads' hidden FC layer (section 5: "fully connected layer with 1024 units")
+AUX_HIDDEN = 1024
 
 @dataclass(frozen=True)
 class GoogLeNetSpec:
@@ -121,10 +120,10 @@ class AuxHead(nn.Module):
             self.pool = nn.AdaptiveAvgPool2d(4)
         self.conv = ConvNormAct(in_channels, 128, 1, norm=norm, norm_eps=norm_eps)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.fc1 = nn.Linear(128 * 4 * 4, AUX_HIDDEN)
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
-        self.fc2 = classifier(1024, num_classes)
+        self.fc2 = classifier(AUX_HIDDEN, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.conv(self.pool(x)))
@@ -167,6 +166,7 @@ class GoogLeNet(ZooModel):
 
         self.stem = nn.Sequential(OrderedDict(conv1=conv(in_channels, 64, 7, 2)))
         stage0: OrderedDict[str, nn.Module] = OrderedDict(pool=pool())
+        # the LRN of Krizhevsky et al. 2012; the paper's Table 1 does not repeat the constants
         if spec.lrn:
             stage0["lrn1"] = LRN(**LRN_ARGS)
         stage0["conv2"] = conv(64, 64, 1)
@@ -203,6 +203,8 @@ class GoogLeNet(ZooModel):
             aux = {"paper_pool": spec.paper_aux_pool, "norm": bn, "norm_eps": eps, "dropout": aux_dropout}
             self.aux1 = AuxHead(taps[AUX_TAPS[0]], num_classes, **aux)
             self.aux2 = AuxHead(taps[AUX_TAPS[1]], num_classes, **aux)
+            # `reset_classifier` (ZooModel's) replaces these too
+            self.aux_classifiers = {"aux1.fc2": AUX_HIDDEN, "aux2.fc2": AUX_HIDDEN}
         else:
             self.aux1 = None
             self.aux2 = None
@@ -256,14 +258,6 @@ class GoogLeNet(ZooModel):
             return GoogLeNetOutput(logits, self.aux1(taps[0]), self.aux2(taps[1]))
         return logits
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new final layer, and new last layers of the auxiliary heads when present, on the
-        model's device and in its dtype (0 classes: no classifier, the pre-logits come out)."""
-        super().reset_classifier(num_classes)
-        for head in (self.aux1, self.aux2):
-            if head is not None:
-                head.fc2 = classifier(1024, num_classes, like=self)
-
     def convert_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename torchvision's GoogLeNet keys to ours (rule by rule, see `_TV_RULES`).
 
@@ -296,49 +290,28 @@ _TV_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _builder(name: str):
-    spec = SPECS[name]
-
-    def build(
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        aux_logits: bool | None = None,
-        dropout: float | None = None,
-        aux_dropout: float = 0.7,
-    ) -> GoogLeNet:
-        return GoogLeNet(
-            spec, num_classes=num_classes, in_channels=in_channels, aux_logits=aux_logits,
-            dropout=dropout, aux_dropout=aux_dropout,
-        )
-
-    build.__name__ = name
-    build.__doc__ = f"Build `{name}` (see `convzoo.models.googlenet`); `aux_logits` adds the auxiliary heads."
-    return build
-
-
-register_model(
-    ModelInfo(
-        name="googlenet_paper",
-        family="googlenet",
-        builder=_builder("googlenet_paper"),
-        paper=PAPER,
-        default_input=(3, 224, 224),
-        min_input=79,
-        source="no exact total published (Table 1 gives per-layer params/ops rounded to K/M)",
-        description="Szegedy 2015 Table 1: true 5x5 branches, LRN stem, aux heads in training",
-    )
-)
-register_model(
-    ModelInfo(
-        name="googlenet",
-        family="googlenet",
-        builder=_builder("googlenet"),
-        paper=PAPER,
-        default_input=(3, 224, 224),
-        min_input=15,
+#: registry name -> the numbers published for it, with their source
+PUBLISHED: dict[str, Published] = {
+    "googlenet_paper": Published(source="no exact total published (Table 1 gives per-layer params/ops rounded to K/M)"),
+    "googlenet": Published(
         params=6_624_904,
         macs=1_498_000_000,
         source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 meta (no aux heads): num_params, GFLOPS 1.498 (MACs, 3 decimals)",
-        description="torchvision's batch-norm GoogLeNet: 3x3 in the '5x5' branch, no LRN, aux heads off",
-    )
+    ),
+}
+
+register_specs(
+    SPECS,
+    model=GoogLeNet,
+    family="googlenet",
+    paper=PAPER,
+    default_input=(3, 224, 224),
+    min_input={"googlenet_paper": 79, "googlenet": 15},
+    published=PUBLISHED,
+    options=("aux_logits", "dropout", "aux_dropout"),
+    description={
+        "googlenet_paper": "Szegedy 2015 Table 1: true 5x5 branches, LRN stem, aux heads in training",
+        "googlenet": "torchvision's batch-norm GoogLeNet: 3x3 in the '5x5' branch, no LRN, aux heads off",
+    },
+    doc=lambda name, spec: f"Build `{name}` (see `convzoo.models.googlenet`); `aux_logits` adds the auxiliary heads.",
 )

@@ -21,13 +21,14 @@ fixed 7x12 bitmap centres and the paper's MAP loss.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelInfo, register_model
 from .base import ZooModel, classifier
+from .family import Published, register_specs
 
 PAPER = "LeCun et al., Gradient-Based Learning Applied to Document Recognition, Proc. IEEE 1998"
 
@@ -58,23 +59,6 @@ class LeNet5(ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(self.flatten(x))
         return x if pre_logits else self.fc(x)
-
-
-register_model(
-    ModelInfo(
-        name="lenet5",
-        family="lenet",
-        builder=LeNet5,
-        paper=PAPER,
-        default_input=(1, 32, 32),
-        min_input=32,
-        num_classes=10,
-        params=61_706,
-        macs=416_520,
-        source="lecture notes (LeNet slide); MACs hand-derived: 117,600 + 240,000 + 48,000 + 10,080 + 840",
-        description="the lecture's LeNet-5: ReLU, max-pooling, full C3",
-    )
-)
 
 
 # -- LeNet-5 as LeCun et al. (1998) built it ----------------------------------------------
@@ -221,20 +205,57 @@ class LeNet5Paper(ZooModel):
         return x if pre_logits else self.fc(x)
 
 
-register_model(
-    ModelInfo(
-        name="lenet5_paper",
-        family="lenet",
-        builder=LeNet5Paper,
-        paper=PAPER,
-        default_input=(1, 32, 32),
-        min_input=32,
-        num_classes=10,
-        params=60_850,
+#: The two LeNets, keyed by registry name: the lecture's network and the 1998 paper's.
+#: A LeNet's spec is its class (the two differ in every layer, not in a few options).
+SPECS: dict[str, type[ZooModel]] = {
+    "lenet5": LeNet5,
+    "lenet5_paper": LeNet5Paper,
+}
+
+#: multiply-adds of `lenet5` at 1x32x32, layer by layer (C1, C3, C5, F6, output), by hand
+LECTURE_MACS = (117_600, 240_000, 48_000, 10_080, 840)
+#: parameters of the 1998 network, layer by layer (paper section II-B); F6's 84 units end there
+PAPER_LAYER_PARAMS: dict[str, int] = {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164}
+#: the 84->10 linear output that replaces the paper's RBF layer
+LINEAR_OUTPUT_PARAMS = 84 * 10 + 10
+
+PUBLISHED: dict[str, Published] = {
+    "lenet5": Published(
+        params=61_706,
+        macs=sum(LECTURE_MACS),
+        source="lecture notes (LeNet slide); MACs hand-derived: " + " + ".join(f"{m:,}" for m in LECTURE_MACS),
+    ),
+    "lenet5_paper": Published(
+        params=sum(PAPER_LAYER_PARAMS.values()) + LINEAR_OUTPUT_PARAMS,
         source=(
-            "paper section II-B per layer: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164 "
-            "(60,000), plus 850 for the 84->10 linear output that replaces the RBF layer"
+            "paper section II-B per layer: "
+            + ", ".join(f"{layer} {n:,}" for layer, n in PAPER_LAYER_PARAMS.items())
+            + f" ({sum(PAPER_LAYER_PARAMS.values()):,}), plus {LINEAR_OUTPUT_PARAMS:,} for the 84->10 linear output "
+            "that replaces the RBF layer"
         ),
-        description="LeCun 1998: scaled tanh, trainable subsampling, C3 partial table, linear output",
-    )
+    ),
+}
+
+DESCRIPTIONS = {
+    "lenet5": "the lecture's LeNet-5: ReLU, max-pooling, full C3",
+    "lenet5_paper": "LeCun 1998: scaled tanh, trainable subsampling, C3 partial table, linear output",
+}
+
+
+def _build(cls: type[ZooModel], **kwargs: Any) -> ZooModel:
+    return cls(**kwargs)
+
+
+register_specs(
+    SPECS,
+    model=_build,
+    label="LeNet",
+    family="lenet",
+    paper=PAPER,
+    default_input=(1, 32, 32),
+    min_input=32,
+    num_classes=10,
+    published=PUBLISHED,
+    description=DESCRIPTIONS,
+    doc=lambda name, cls: f"Build `{name}` ({cls.__name__}; see `convzoo.models.lenet`).",
 )

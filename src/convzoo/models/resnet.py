@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -41,8 +40,8 @@ from ..layers.residual import (
     check_choice,
     unit_variant,
 )
-from ..registry import ModelInfo, register_model
 from .base import ZooModel, check_num_classes, classifier
+from .family import Published, register_specs
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
 PAPER_PREACT = "He et al., Identity Mappings in Deep Residual Networks, ECCV 2016"
@@ -113,18 +112,6 @@ SPECS: dict[str, ResNetSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class Published:
-    """Published numbers for one registry entry (None where nothing exact was published)."""
-
-    family: str
-    paper: str
-    params: int | None
-    macs: int | None
-    source: str
-    description: str
-
-
 _TV = "torchvision ResNet weights metadata (GFLOPS there are MACs, 224x224)"
 _T1 = "He et al. 2016 Table 1 (FLOPs there are multiply-adds, 224x224)"
 # Table 6 prints millions (0.27M ...); no exact count was published. The option-A networks
@@ -132,54 +119,59 @@ _T1 = "He et al. 2016 Table 1 (FLOPs there are multiply-adds, 224x224)"
 # family of counts, which are those of B projections at the two downsampling units.
 _T6 = "He et al. 2016 Table 6 gives {}M (rounded; option A)"
 
+#: registry name -> the numbers published for it, with their source
 PUBLISHED: dict[str, Published] = {
-    "resnet18": Published("resnet", PAPER, 11_689_512, 1_814_000_000, _TV, "ResNet-18, shortcut B"),
-    "resnet34": Published("resnet", PAPER, 21_797_672, 3_664_000_000, _TV, "ResNet-34, shortcut B"),
-    "resnet50": Published("resnet", PAPER, 25_557_032, 4_089_000_000, _TV, "ResNet-50, stride in the 3x3 (v1.5)"),
-    "resnet101": Published("resnet", PAPER, 44_549_160, 7_801_000_000, _TV, "ResNet-101, stride in the 3x3 (v1.5)"),
-    "resnet152": Published("resnet", PAPER, 60_192_808, 11_514_000_000, _TV, "ResNet-152, stride in the 3x3 (v1.5)"),
-    "resnet50_paper": Published(
-        "resnet", PAPER, 25_557_032, 3_800_000_000, f"params: {_TV}; MACs: {_T1}", "ResNet-50, stride in the first 1x1"
-    ),
-    "resnet101_paper": Published(
-        "resnet", PAPER, 44_549_160, 7_600_000_000, f"params: {_TV}; MACs: {_T1}", "ResNet-101, stride in the first 1x1"
-    ),
-    "resnet152_paper": Published(
-        "resnet", PAPER, 60_192_808, 11_300_000_000, f"params: {_TV}; MACs: {_T1}", "ResNet-152, stride in the first 1x1"
-    ),
-    "plain18": Published("plain", PAPER, None, 1_800_000_000, _T1, "18-layer plain baseline (no shortcuts)"),
-    "plain34": Published(
-        "plain", PAPER, None, 3_600_000_000, f"{_T1}; sec. 3.3", "34-layer plain baseline (no shortcuts)"
-    ),
-    "resnet20": Published("resnet", PAPER, None, None, _T6.format("0.27"), "CIFAR ResNet-20 (n=3), shortcut A"),
-    "resnet32": Published("resnet", PAPER, None, None, _T6.format("0.46"), "CIFAR ResNet-32 (n=5), shortcut A"),
-    "resnet44": Published("resnet", PAPER, None, None, _T6.format("0.66"), "CIFAR ResNet-44 (n=7), shortcut A"),
-    "resnet56": Published("resnet", PAPER, None, None, _T6.format("0.85"), "CIFAR ResNet-56 (n=9), shortcut A"),
-    "resnet110": Published("resnet", PAPER, None, None, _T6.format("1.7"), "CIFAR ResNet-110 (n=18), shortcut A"),
-    "resnet1202": Published("resnet", PAPER, None, None, _T6.format("19.4"), "CIFAR ResNet-1202 (n=200), shortcut A"),
-    **{
-        f"plain{d}": Published(
-            "plain", PAPER, None, None, "He et al. 2016 Fig. 6 (no counts published)", f"CIFAR plain-{d} (no shortcuts)"
-        )
-        for d in (20, 32, 44, 56, 110)
-    },
-    "preact_resnet164": Published(
-        "preact_resnet",
-        PAPER_PREACT,
-        None,
-        None,
-        "He et al. ECCV 2016 gives 1.7M (rounded)",
-        "CIFAR pre-activation ResNet-164, bottleneck units",
-    ),
+    "resnet18": Published(11_689_512, 1_814_000_000, _TV),
+    "resnet34": Published(21_797_672, 3_664_000_000, _TV),
+    "resnet50": Published(25_557_032, 4_089_000_000, _TV),
+    "resnet101": Published(44_549_160, 7_801_000_000, _TV),
+    "resnet152": Published(60_192_808, 11_514_000_000, _TV),
+    "resnet50_paper": Published(25_557_032, 3_800_000_000, f"params: {_TV}; MACs: {_T1}"),
+    "resnet101_paper": Published(44_549_160, 7_600_000_000, f"params: {_TV}; MACs: {_T1}"),
+    "resnet152_paper": Published(60_192_808, 11_300_000_000, f"params: {_TV}; MACs: {_T1}"),
+    "plain18": Published(None, 1_800_000_000, _T1),
+    "plain34": Published(None, 3_600_000_000, f"{_T1}; sec. 3.3"),
+    "resnet20": Published(source=_T6.format("0.27")),
+    "resnet32": Published(source=_T6.format("0.46")),
+    "resnet44": Published(source=_T6.format("0.66")),
+    "resnet56": Published(source=_T6.format("0.85")),
+    "resnet110": Published(source=_T6.format("1.7")),
+    "resnet1202": Published(source=_T6.format("19.4")),
+    **{f"plain{d}": Published(source="He et al. 2016 Fig. 6 (no counts published)") for d in (20, 32, 44, 56, 110)},
+    "preact_resnet164": Published(source="He et al. ECCV 2016 gives 1.7M (rounded)"),
     "preact_resnet1001": Published(
-        "preact_resnet",
-        PAPER_PREACT,
-        None,
-        None,
-        "He et al. ECCV 2016 gives 10.2M (rounded; conv and fc weights only, BN adds 0.15M)",
-        "CIFAR pre-activation ResNet-1001, bottleneck units",
+        source="He et al. ECCV 2016 gives 10.2M (rounded; conv and fc weights only, BN adds 0.15M)"
     ),
 }
+
+DESCRIPTIONS: dict[str, str] = {
+    "resnet18": "ResNet-18, shortcut B",
+    "resnet34": "ResNet-34, shortcut B",
+    "resnet50": "ResNet-50, stride in the 3x3 (v1.5)",
+    "resnet101": "ResNet-101, stride in the 3x3 (v1.5)",
+    "resnet152": "ResNet-152, stride in the 3x3 (v1.5)",
+    "resnet50_paper": "ResNet-50, stride in the first 1x1",
+    "resnet101_paper": "ResNet-101, stride in the first 1x1",
+    "resnet152_paper": "ResNet-152, stride in the first 1x1",
+    "plain18": "18-layer plain baseline (no shortcuts)",
+    "plain34": "34-layer plain baseline (no shortcuts)",
+    "resnet20": "CIFAR ResNet-20 (n=3), shortcut A",
+    "resnet32": "CIFAR ResNet-32 (n=5), shortcut A",
+    "resnet44": "CIFAR ResNet-44 (n=7), shortcut A",
+    "resnet56": "CIFAR ResNet-56 (n=9), shortcut A",
+    "resnet110": "CIFAR ResNet-110 (n=18), shortcut A",
+    "resnet1202": "CIFAR ResNet-1202 (n=200), shortcut A",
+    **{f"plain{d}": f"CIFAR plain-{d} (no shortcuts)" for d in (20, 32, 44, 56, 110)},
+    "preact_resnet164": "CIFAR pre-activation ResNet-164, bottleneck units",
+    "preact_resnet1001": "CIFAR pre-activation ResNet-1001, bottleneck units",
+}
+
+
+def _family(name: str, spec: ResNetSpec) -> str:
+    if spec.shortcut == "none":
+        return "plain"
+    return "preact_resnet" if unit_variant(spec.unit).preact else "resnet"
+
 
 #: Keyword options every ResNet builder accepts besides num_classes and in_channels.
 OPTIONS = ("unit", "shortcut", "stride_in", "zero_init_residual")
@@ -353,32 +345,17 @@ def _check_positive(allow_zero: bool = False, **values: int) -> None:
             raise ConfigError(f"{name} must be {least}, got {value!r}")
 
 
-def _builder(spec: ResNetSpec) -> Callable[..., ResNet]:
-    def build(*, num_classes: int | None = None, in_channels: int = 3, **options: Any) -> ResNet:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown ResNet option(s) {', '.join(unknown)}; expected: {', '.join(OPTIONS)}")
-        return ResNet(spec, num_classes=num_classes, in_channels=in_channels, **options)
-
-    return build
-
-
-for _name, _spec in SPECS.items():
-    _pub = PUBLISHED[_name]
-    register_model(
-        ModelInfo(
-            name=_name,
-            family=_pub.family,
-            builder=_builder(_spec),
-            paper=_pub.paper,
-            default_input=(3, 224, 224) if _spec.stem == "imagenet" else (3, 32, 32),
-            # checked by a meta forward in eval mode (tests/test_models_resnet.py): every conv
-            # and pool here keeps a 1x1 map alive, so any square side runs
-            min_input=1,
-            num_classes=_spec.default_classes,
-            params=_pub.params,
-            macs=_pub.macs,
-            source=_pub.source,
-            description=_pub.description,
-        )
-    )
+register_specs(
+    SPECS,
+    model=ResNet,
+    family=_family,
+    paper=lambda name, spec: PAPER_PREACT if unit_variant(spec.unit).preact else PAPER,
+    default_input=lambda name, spec: (3, 224, 224) if spec.stem == "imagenet" else (3, 32, 32),
+    # checked by a meta forward in eval mode (tests/test_models_resnet.py): every conv
+    # and pool here keeps a 1x1 map alive, so any square side runs
+    min_input=1,
+    num_classes=lambda name, spec: spec.default_classes,
+    published=PUBLISHED,
+    options=OPTIONS,
+    description=DESCRIPTIONS,
+)

@@ -33,8 +33,9 @@ from torch import nn
 from ..errors import CheckpointError
 from ..interop import rename_modules
 from ..layers import LRN, ConvNormAct
-from ..registry import ModelInfo, register_model
+from ..layers.lrn import LRN_ARGS
 from .base import ZooModel, classifier
+from .family import Published, register_specs
 
 PAPER = "Simonyan and Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
 
@@ -83,28 +84,30 @@ SPECS: dict[str, VGGSpec] = {
     "vgg19_bn": VGGSpec("E", _E, batch_norm=True),
 }
 
-#: (params, torchvision GMACs at 224) published per name; None where none was published.
-#: Plain counts: torchvision's metadata (A, B, D, E) and issue 2 (A-LRN = A; C counted from
-#: Table 1, 134M in Table 2); BN counts: torchvision's metadata.
-PUBLISHED: dict[str, tuple[int, float | None, str]] = {
-    "vgg_a": (132_863_336, 7.609, "torchvision vgg11"),
-    "vgg_a_lrn": (132_863_336, None, "issue 2 (A-LRN has A's weights; paper Table 2: 133M)"),
-    "vgg_b": (133_047_848, 11.308, "torchvision vgg13"),
-    "vgg_c": (133_638_952, None, "issue 2 (paper Table 2: 134M)"),
-    "vgg_d": (138_357_544, 15.470, "torchvision vgg16"),
-    "vgg_e": (143_667_240, 19.632, "torchvision vgg19"),
-    "vgg11": (132_863_336, 7.609, "torchvision vgg11"),
-    "vgg13": (133_047_848, 11.308, "torchvision vgg13"),
-    "vgg16": (138_357_544, 15.470, "torchvision vgg16"),
-    "vgg19": (143_667_240, 19.632, "torchvision vgg19"),
-    "vgg11_bn": (132_868_840, 7.609, "torchvision vgg11_bn"),
-    "vgg13_bn": (133_053_736, 11.308, "torchvision vgg13_bn"),
-    "vgg16_bn": (138_365_992, 15.470, "torchvision vgg16_bn"),
-    "vgg19_bn": (143_678_248, 19.632, "torchvision vgg19_bn"),
-}
 
-# VGG section 2.1 / Table 1 footnote: A-LRN uses the LRN of Krizhevsky et al. 2012
-LRN_ARGS = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
+def _tv(params: int, gmacs: float, where: str) -> Published:
+    """torchvision's metadata: num_params, and GFLOPS that are MACs (3 decimals)."""
+    return Published(params, round(gmacs * 1e9), f"{where}: params, GFLOPS {gmacs} (MACs, 3 decimals)")
+
+
+#: Published per name. Plain counts: torchvision's metadata (A, B, D, E) and issue 2
+#: (A-LRN = A; C counted from Table 1, 134M in Table 2); BN counts: torchvision's metadata.
+PUBLISHED: dict[str, Published] = {
+    "vgg_a": _tv(132_863_336, 7.609, "torchvision vgg11"),
+    "vgg_a_lrn": Published(132_863_336, None, "issue 2 (A-LRN has A's weights; paper Table 2: 133M)"),
+    "vgg_b": _tv(133_047_848, 11.308, "torchvision vgg13"),
+    "vgg_c": Published(133_638_952, None, "issue 2 (paper Table 2: 134M)"),
+    "vgg_d": _tv(138_357_544, 15.470, "torchvision vgg16"),
+    "vgg_e": _tv(143_667_240, 19.632, "torchvision vgg19"),
+    "vgg11": _tv(132_863_336, 7.609, "torchvision vgg11"),
+    "vgg13": _tv(133_047_848, 11.308, "torchvision vgg13"),
+    "vgg16": _tv(138_357_544, 15.470, "torchvision vgg16"),
+    "vgg19": _tv(143_667_240, 19.632, "torchvision vgg19"),
+    "vgg11_bn": _tv(132_868_840, 7.609, "torchvision vgg11_bn"),
+    "vgg13_bn": _tv(133_053_736, 11.308, "torchvision vgg13_bn"),
+    "vgg16_bn": _tv(138_365_992, 15.470, "torchvision vgg16_bn"),
+    "vgg19_bn": _tv(143_678_248, 19.632, "torchvision vgg19_bn"),
+}
 
 
 class VGG(ZooModel):
@@ -132,7 +135,7 @@ class VGG(ZooModel):
             for j, k in enumerate(kernels, start=1):
                 stage.add_module(f"conv{j}", ConvNormAct(channels, width, k, norm=spec.batch_norm, bias=True))
                 channels = width
-                if spec.lrn and s == 0 and j == 1:
+                if spec.lrn and s == 0 and j == 1:  # section 2.1: the LRN of Krizhevsky et al. 2012
                     stage.add_module("lrn", LRN(**LRN_ARGS))
             stage.add_module("pool", nn.MaxPool2d(2, 2))
             self.stages.add_module(str(s), stage)
@@ -200,36 +203,21 @@ class VGG(ZooModel):
         return rename_modules(state_dict, mapping)
 
 
-def _builder(name: str):
-    spec = SPECS[name]
-
-    def build(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> VGG:
-        return VGG(spec, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
-
-    build.__name__ = name
-    build.__doc__ = f"Build `{name}` (VGG configuration {spec.column}; see `convzoo.models.vgg`)."
-    return build
-
-
 def _describe(spec: VGGSpec) -> str:
     layers = sum(n for n, _ in spec.stages) + spec.conv1x1_last + 3
     extras = [x for x, on in (("LRN", spec.lrn), ("1x1 convs", spec.conv1x1_last), ("batch norm", spec.batch_norm)) if on]
     return f"VGG configuration {spec.column}, {layers} weight layers" + (f" ({', '.join(extras)})" if extras else "")
 
 
-for _name, _spec in SPECS.items():
-    _params, _gmacs, _where = PUBLISHED[_name]
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="vgg",
-            builder=_builder(_name),
-            paper=PAPER,
-            default_input=(3, 224, 224),
-            min_input=32,
-            params=_params,
-            macs=None if _gmacs is None else round(_gmacs * 1e9),
-            source=_where + (f": params, GFLOPS {_gmacs} (MACs, 3 decimals)" if _gmacs is not None else ""),
-            description=_describe(_spec),
-        )
-    )
+register_specs(
+    SPECS,
+    model=VGG,
+    family="vgg",
+    paper=PAPER,
+    default_input=(3, 224, 224),
+    min_input=32,
+    published=PUBLISHED,
+    options=("dropout",),
+    description=lambda name, spec: _describe(spec),
+    doc=lambda name, spec: f"Build `{name}` (VGG configuration {spec.column}; see `convzoo.models.vgg`).",
+)

@@ -27,6 +27,7 @@ from .spec import (
     Layer,
     NetworkSpec,
     Pool,
+    layer_labels,
 )
 
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -65,28 +66,6 @@ class SpecNet(nn.Sequential):
         self.num_classes = fcs[-1].out_features if fcs else None
 
 
-def _kind(layer: Layer) -> str:
-    if isinstance(layer, Conv):
-        return "conv"
-    if isinstance(layer, Pool):
-        return "pool"
-    if isinstance(layer, FC):
-        return "fc"
-    if isinstance(layer, Flatten):
-        return "flatten"
-    if isinstance(layer, LRN):
-        return "lrn"
-    if isinstance(layer, Dropout):
-        return "drop"
-    if isinstance(layer, BatchNorm):
-        return "bn"
-    if isinstance(layer, Activation):
-        return layer.kind
-    if isinstance(layer, AdaptiveAvgPool):
-        return "gap" if (layer.height, layer.width) == (1, 1) else "avgpool"
-    raise TypeError(f"not a layer spec: {layer!r}")  # pragma: no cover
-
-
 def build(
     spec: NetworkSpec,
     *,
@@ -98,7 +77,7 @@ def build(
     device, so `with torch.device("meta"):` builds without allocating weights."""
     rows = check(spec, in_channels=in_channels, input_size=input_size, text=text)
     channels, hw = resolve_input(spec, in_channels, input_size)
-    kinds = [_kind(layer) for layer in spec.layers]
+    kinds = [layer_labels(layer)[0] for layer in spec.layers]
     totals = Counter(kinds)
     seen: Counter[str] = Counter()
     modules: list[tuple[str, nn.Module]] = []

@@ -10,7 +10,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Callable, Union
 
 #: Activation names a conv or fc layer may carry (None: no activation).
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
@@ -126,6 +126,32 @@ class AdaptiveAvgPool:
 
 
 Layer = Union[Conv, Pool, FC, Flatten, LRN, Dropout, BatchNorm, Activation, AdaptiveAvgPool]
+
+
+#: Each layer class -> (child-name stem, short type name), the one table of the layers'
+#: names: the builder names modules `conv1`, `pool2`, `lrn`...; `convzoo spec` shows the type.
+_NAMES: dict[type, Callable[[Any], tuple[str, str]]] = {
+    Conv: lambda layer: ("conv", "Conv"),
+    Pool: lambda layer: ("pool", "MaxPool" if layer.kind == "max" else "AvgPool"),
+    FC: lambda layer: ("fc", "FC"),
+    Flatten: lambda layer: ("flatten", "Flat"),
+    LRN: lambda layer: ("lrn", "LRN"),
+    Dropout: lambda layer: ("drop", "Dropout"),
+    BatchNorm: lambda layer: ("bn", "BN"),
+    Activation: lambda layer: (layer.kind, {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}[layer.kind]),
+    AdaptiveAvgPool: lambda layer: (
+        ("gap", "GAP") if (layer.height, layer.width) == (1, 1) else ("avgpool", "AdaptiveAvgPool")
+    ),
+}
+
+
+def layer_labels(layer: Layer) -> tuple[str, str]:
+    """(child-name stem, short type name) of a layer: `("conv", "Conv")`, `("pool", "MaxPool")`,
+    `("gap", "GAP")`, `("relu", "ReLU")`..."""
+    names = _NAMES.get(type(layer))
+    if names is None:
+        raise TypeError(f"not a layer spec: {layer!r}")
+    return names(layer)
 
 
 @dataclass(frozen=True)
