@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..cli_args import parse_input_size  # the one `--input` parser, re-exported by `convzoo.analysis`
 from ..errors import ConfigError, ConvzooError, InputSizeError
 from ..meta import meta_build
 from . import replay as R
@@ -39,18 +40,6 @@ from .counting import KINDS, rules
 from .report import OPTIMIZER_STATE, LayerRecord, MemoryReport, Report
 
 __all__ = ["analyze", "parse_input_size"]
-
-
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """'3x224x224' -> (3, 224, 224); a bad text raises `ConfigError`."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise ConfigError(f"bad input size {text!r}: expected CxHxW with three positive integers, e.g. 3x224x224")
-    return values  # type: ignore[return-value]
 
 
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
