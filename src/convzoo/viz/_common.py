@@ -113,19 +113,3 @@ def default_input_size(model: "nn.Module", ckpt: dict[str, Any] | None = None) -
         c, h, w = model_info(name).default_input
         return (in_ch, h, w)
     return (in_ch, 224, 224)
-
-
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """'CxHxW' (or 'HxW' / 'N' with 3 channels assumed) as a tuple; `ConfigError` otherwise."""
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--input {text!r}: expected CxHxW, for example 3x224x224") from None
-    if any(n <= 0 for n in nums) or len(nums) not in (1, 2, 3):
-        raise ConfigError(f"--input {text!r}: expected CxHxW with positive sizes, for example 3x224x224")
-    if len(nums) == 1:
-        return (3, nums[0], nums[0])
-    if len(nums) == 2:
-        return (3, nums[0], nums[1])
-    return (nums[0], nums[1], nums[2])
