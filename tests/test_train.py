@@ -99,6 +99,28 @@ def test_run_dir_rules():
     assert TrainConfig(model="m", data="d", name="a").run_dir() == Path("runs/a")
 
 
+def test_field_help_is_written_once_and_the_cli_shows_it():
+    """Every TrainConfig field carries its help; each flag of `convzoo train` shows exactly
+    that text (argparse's %% escaping undone), followed by the default where there is one."""
+    import argparse
+    import dataclasses
+
+    from convzoo.commands.train import _FILE_ONLY, add_arguments
+    from convzoo.train.config import field_help
+
+    helps = field_help()
+    assert list(helps) == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert all(len(text) > 5 for text in helps.values()), [k for k, v in helps.items() if len(v) <= 5]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    shown = {a.dest: a.help.replace("%%", "%") for a in parser._actions if a.dest in helps}
+    assert set(shown) == set(helps) - _FILE_ONLY | {"model"}  # model: the positional MODEL
+    for name, text in shown.items():
+        assert text == helps[name] or text.startswith(helps[name] + " (default: "), name
+    assert "50% and 75% of the epochs" in shown["milestones"]
+    parser.format_help()  # every % escaped: formatting does not fail
+
+
 def test_fp16_on_cpu_is_refused():
     with pytest.raises(ConfigError, match="fp16"):
         make_scaler(torch.device("cpu"), "fp16")

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..train.config import AMP_MODES, AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-#: Fields that have no flag (set them in a --config file).
+#: Fields that have no flag (set them in a --config file; `model` is the positional MODEL).
 _FILE_ONLY = {"model", "model_kwargs", "recipe"}
 
 
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = TrainConfig()
     p.add_argument("model", nargs="?", default=argparse.SUPPRESS, metavar="MODEL",
-                   help="registered model name (`convzoo models`)")  # fmt: skip
+                   help=_field("model").metadata["help"])  # fmt: skip
     p.add_argument("--config", metavar="FILE.toml", help="read TrainConfig fields from a TOML file")
     p.add_argument("--no-recipe", action="store_true",
                    help="start from TrainConfig's defaults even when MODEL has a shipped recipe for the data set "
@@ -69,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         else:
             metavar = {"data": "NAME", "data_dir": "DIR", "out": "DIR"}.get(f.name, f.name.upper())
             p.add_argument(flag, metavar=metavar, **kw)
+
+
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
 
 
 def _show(value: Any) -> str:
