@@ -9,8 +9,9 @@ the explorer's Compare view draws):
 - `a`, `b`: each side's totals (parameters, MACs, FLOPs, parameter, peak inference and
   training memory at the requested batch and dtype);
 - `delta`: b - a for each total;
-- `stages`: the same quantities per stage (the top-level modules, with a container of
-  blocks such as `stages` split into its blocks), matched by name;
+- `stages`: parameters, MACs, parameter bytes, output bytes and bytes saved for backward
+  per stage (the top-level modules, with a container of blocks such as `stages` split into
+  its blocks), matched by name, with their deltas;
 - `layers`: the weight, pooling, normalisation and LRN layers of both, in forward order,
   aligned (difflib on their types) into `same`, `changed` (kernel, stride, padding, width,
   groups...), `added` (only in b) and `removed` (only in a); `counts` sums them up.
@@ -162,6 +163,13 @@ def _stages(report: Any) -> list[Any]:
         else:
             out.append(r)
     return out
+
+
+def _saved(report: Any, name: str) -> int | None:
+    """Bytes saved for backward by module `name` and its descendants (None: no training estimate)."""
+    prefix = name + "."
+    rows = [r.saved_bytes for r in report.layers if r.name == name or r.name.startswith(prefix)]
+    return None if any(v is None for v in rows) else sum(rows)
 
 
 def _itemsize(report: Any) -> int:
@@ -325,10 +333,12 @@ def compare(
         for r in _stages(report):
             entry = stages.setdefault(r.name, {"stage": r.name, "type": r.type, "a": None, "b": None})
             entry[key] = {"params": r.cum_params, "macs": r.cum_macs, "param_bytes": r.cum_params * size,
-                          "output_bytes": r.output_bytes, "output_shape": r.output_shape}  # fmt: skip
+                          "output_bytes": r.output_bytes, "output_shape": r.output_shape,
+                          "saved_bytes": _saved(report, r.name)}  # fmt: skip
     for entry in stages.values():
         x, y = entry["a"], entry["b"]
-        entry["delta"] = {k: _sub((y or {}).get(k, 0), (x or {}).get(k, 0)) for k in ("params", "macs", "param_bytes", "output_bytes")}
+        entry["delta"] = {k: _sub((y or {}).get(k, 0), (x or {}).get(k, 0))
+                          for k in ("params", "macs", "param_bytes", "output_bytes", "saved_bytes")}  # fmt: skip
     layers = _align(_diff_layers(ra, ma), _diff_layers(rb, mb))
     counts = {op: sum(1 for r in layers if r["op"] == op) for op in ("same", "changed", "added", "removed")}
     return {

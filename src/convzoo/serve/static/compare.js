@@ -75,6 +75,8 @@ function stageRows(c) {
       el("td", { class: cls(s.delta.params) }, signed(s.delta.params)),
       el("td", { class: "n" }, s.a ? int(a.macs) : "-"), el("td", { class: "n" }, s.b ? int(b.macs) : "-"),
       el("td", { class: cls(s.delta.macs) }, signed(s.delta.macs)),
+      el("td", { class: cls(s.delta.param_bytes) }, signedBytes(s.delta.param_bytes)),
+      el("td", { class: cls(s.delta.saved_bytes) }, signedBytes(s.delta.saved_bytes)),
       el("td", { class: cls(s.delta.output_bytes) }, signedBytes(s.delta.output_bytes)));
   });
 }
