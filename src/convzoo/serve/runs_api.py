@@ -106,7 +106,7 @@ class Trainer:
         self.action: str | None = None
         self.argv: list[str] = []
         self.started: float | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix="convzoo-serve-"))
+        self._tmp: Path | None = None  # the trainer's output, in a temporary folder made on the first start
         self._log: Any = None
         self._mutex = threading.Lock()
 
@@ -116,8 +116,8 @@ class Trainer:
     def status(self) -> dict[str, Any]:
         rc = None if self.proc is None else self.proc.poll()
         tail = ""
-        log = self._tmp / "train.log"
-        if self.proc is not None and log.is_file():
+        log = None if self._tmp is None else self._tmp / "train.log"
+        if self.proc is not None and log is not None and log.is_file():
             with log.open("rb") as fh:
                 fh.seek(max(0, log.stat().st_size - 4000))
                 tail = fh.read().decode("utf-8", "replace")
@@ -135,6 +135,8 @@ class Trainer:
                     "stop it or wait for it to finish (one run at a time)", 409)  # fmt: skip
             if self._log is not None:
                 self._log.close()
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="convzoo-serve-"))
             self._log = (self._tmp / "train.log").open("wb")
             full = [sys.executable, "-m", "convzoo", "train", *argv, "--quiet"]
             self.proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=self._log,  # noqa: S603 (argv list, no shell)
@@ -158,6 +160,12 @@ class Trainer:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self._log is not None:
+            self._log.close()
+        if self._tmp is not None:
+            import shutil
+
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _int_param(request: Request, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:

@@ -229,7 +229,8 @@ function syncFollowers() {
 function redraw() {
   const order = [...followers.keys()].sort((a, b) => (a === state.open ? -1 : b === state.open ? 1 : a.localeCompare(b)));
   const runs = order.map((p) => ({ label: p, records: followers.get(p).records }));
-  $("runs-chart-box").hidden = !runs.length;
+  $("runs-chart-box").hidden = !runs.length && !state.experiment; // the x / y controls serve both charts
+  $("runs-chart").hidden = !runs.length;
   if (runs.length) drawChart($("runs-chart"), runs, { x: state.x, metric: state.metric });
   const f = state.open && followers.get(state.open);
   if (f && f.info) showDetail(f.info);
@@ -273,6 +274,7 @@ async function openExperiment(path) {
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...keys.map((k) => el("td", { class: typeof r[k] === "number" ? "n" : "" }, fmt(r[k])))))));
   drawExperimentChart();
   $("experiment-detail").hidden = false;
+  redraw();
 }
 
 function drawExperimentChart() {
