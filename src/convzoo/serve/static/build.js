@@ -174,7 +174,8 @@ function markHighlighted() {
       if (n === name || n.startsWith(name + ".")) e.classList.add("pin");
     });
   }
-  document.querySelector("#layers tbody tr.pin")?.scrollIntoView({ block: "center" });
+  const pinned = document.querySelector("#layers tbody tr.pin");
+  if (pinned) { pinned.scrollIntoView({ block: "center" }); window.scrollTo(0, window.scrollY); } // vertically only
 }
 
 async function update() {
