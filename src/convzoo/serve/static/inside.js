@@ -7,6 +7,8 @@ import { getJSON, onView, q, send } from "./runs.js";
 
 const $ = (id) => document.getElementById(id);
 const png = (b64, attrs = {}) => el("img", { src: `data:image/png;base64,${b64}`, ...attrs });
+// styles through the CSSOM: the page's Content-Security-Policy refuses inline style attributes
+const css = (e, text) => { e.style.cssText = text; return e; };
 let loaded = false;
 let current = null; // the source shown
 let seq = 0;
@@ -78,7 +80,7 @@ function showFeatures(d) {
     el("div", { class: `verdict ${right}`, id: "inside-predicted" }, `predicted: ${top.class}`));
   $("top5").replaceChildren(...d.predictions.map((p) => el("div", { class: "bar" + (p.class === d.label_name ? " true" : "") },
     el("span", { class: "name" }, p.class),
-    el("span", { class: "track" }, el("span", { class: "fill", style: `width:${(100 * p.probability).toFixed(1)}%` })),
+    el("span", { class: "track" }, css(el("span", { class: "fill" }), `width:${(100 * p.probability).toFixed(1)}%`)),
     el("span", { class: "p" }, `${(100 * p.probability).toFixed(1)}%`))));
   // the filters that respond most to this image, marked in the grid
   const ranked = d.filters.ranked;
@@ -108,7 +110,7 @@ async function showConfusion() {
       const a = v / (max || 1);
       const style = i === j ? `background: rgba(43,108,176,${(0.1 + 0.9 * a).toFixed(2)}); color:${a > 0.5 ? "#fff" : "#123"}`
         : v ? `background: rgba(192,86,33,${Math.min(1, 0.15 + 3 * a).toFixed(2)})` : "";
-      return el("td", { class: "n", style }, String(v));
+      return css(el("td", { class: "n" }, String(v)), style);
     })));
     $("confusion").replaceChildren(el("caption", {}, `top-1 ${d.top1.toFixed(2)}% over ${d.count.toLocaleString("en-US")} test images`),
       el("thead", {}, head), el("tbody", {}, ...rows));

@@ -126,7 +126,7 @@ export function drawChart(box, runs, { x = "epoch", metric = "accuracy", width =
     svg.append(svgEl("text", { x: L - 6, y: sy(t) + 4, "text-anchor": "end", class: "tick" }, String(t)));
   }
   for (const t of niceTicks(x0, x1, 6)) {
-    if (x === "epoch" && !Number.isInteger(t)) continue;
+    if (!Number.isInteger(t)) continue; // epochs and steps are whole numbers
     svg.append(svgEl("line", { x1: sx(t), x2: sx(t), y1: H - B, y2: H - B + 4, class: "axis" }));
     svg.append(svgEl("text", { x: sx(t), y: H - B + 16, "text-anchor": "middle", class: "tick" }, int(t)));
   }
@@ -149,7 +149,9 @@ export function drawChart(box, runs, { x = "epoch", metric = "accuracy", width =
   for (const l of lines) {
     if (seen.has(l.run)) continue;
     seen.add(l.run);
-    legend.append(el("span", {}, el("i", { style: `background:${l.color}` }), l.run));
+    const sw = el("i");
+    sw.style.background = l.color; // CSSOM, not a style attribute: the page's CSP allows no inline styles
+    legend.append(el("span", {}, sw, l.run));
   }
   legend.append(el("span", { class: "key" }, "solid: test, dashed: train"));
   box.replaceChildren(svg, legend);
