@@ -23,7 +23,7 @@ data:
 	fi
 
 demo: venv data
-	$(VENV)/bin/convzoo train lenet5 --data fashion-mnist --epochs 10 --threads 1 --out runs/demo --overwrite
+	$(VENV)/bin/convzoo speedrun lenet5-91 --seeds 1 --out runs/demo
 
 test: venv data
 	$(PY) -m pytest -q tests
