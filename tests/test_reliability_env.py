@@ -95,3 +95,71 @@ def test_a_read_only_output_folder_is_one_line(tmp_path, capsys):
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
         mnt.rmdir()
+
+
+# -- viz, report, experiment, export: the same one line on a full or read-only folder --------
+def _full_tmpfs() -> Path:
+    """A small tmpfs filled to the last byte (a filler file written until ENOSPC)."""
+    mnt = _tmpfs("256k")
+    with open(mnt / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+    return mnt
+
+
+def _read_only_tmpfs() -> Path:
+    mnt = _tmpfs("1m")
+    (mnt / "out").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    return mnt
+
+
+def _release(mnt: Path) -> None:
+    subprocess.run(["umount", str(mnt)], check=False)
+    mnt.rmdir()
+
+
+def _one_line(capsys, command: str, reason: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err[-2000:]
+    assert err.startswith(f"convzoo {command}: error: cannot write") and reason in err, err
+    return err
+
+
+@pytest.fixture()
+def fashion_mnist_env(tmp_path, monkeypatch):
+    """A small synthetic Fashion-MNIST found through $CONVZOO_DATA (the experiment trains on it)."""
+    data = write_fake_fashion_mnist(tmp_path / "fm", n_train=64, n_test=32)
+    monkeypatch.setenv("CONVZOO_DATA", str(data))
+    return data
+
+
+_COMMANDS = {
+    "viz": lambda out: ["viz", "filters", "lenet5", "--random", "--out", str(out / "f.png")],
+    "report": lambda out: ["report", "lenet5", "--out", str(out / "lenet5.html")],
+    "export": lambda out: ["export", "lenet5", "--out", str(out / "lenet5.onnx")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+def test_full_disk_is_one_line_for_every_writer(command, capsys, fashion_mnist_env):
+    mnt = _full_tmpfs()
+    try:
+        assert main(_COMMANDS[command](mnt)) == 2
+        _one_line(capsys, command, "No space left on device")
+    finally:
+        _release(mnt)
+
+
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+def test_read_only_folder_is_one_line_for_every_writer(command, capsys, fashion_mnist_env):
+    mnt = _read_only_tmpfs()
+    try:
+        assert main(_COMMANDS[command](mnt / "out")) == 2
+        _one_line(capsys, command, "Read-only file system")
+    finally:
+        _release(mnt)

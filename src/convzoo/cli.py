@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the environment's faults (full disk, read-only or forbidden folder) are messages, not bugs
         if err.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        where = f" {err.filename}" if err.filename else ""
+        # a failed write() carries no file name: the command's --out names what it was writing
+        target = err.filename or getattr(args, "out", None)
+        where = f" {target}" if target else ""
         verb = "access" if err.errno in (errno.EACCES, errno.EPERM) else "write"
         print(f"convzoo {args.command}: error: cannot {verb}{where}: {err.strerror or err}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import os
 import warnings
@@ -371,6 +372,8 @@ def export_model(
                 try:
                     _onnx_legacy(model, x, path, dynamic_batch, opset)
                     used = "torchscript"
+                except OSError:  # the file system refused the write (full, read-only): no exporter does better
+                    raise
                 except Exception as err:  # the legacy exporter's failures are many kinds
                     if exporter == "torchscript":
                         raise ExportError(f"the TorchScript-based ONNX exporter failed: {_first_line(err)}") from err
@@ -379,7 +382,7 @@ def export_model(
                 try:
                     _onnx_dynamo(model, x, path, dynamic_batch, opset)
                     used = "dynamo"
-                except ExportError:
+                except (ExportError, OSError):
                     raise
                 except Exception as err:
                     before = f"the TorchScript-based exporter failed ({fallback}); " if fallback else ""
@@ -391,7 +394,11 @@ def export_model(
                 program = _program(model, x, dynamic_batch)
             except Exception as err:
                 raise ExportError(f"torch.export cannot export this model: {_first_line(err)}") from err
-            torch.export.save(program, path, extra_files={"convzoo.json": json.dumps(meta)})
+            # saved to memory, then written: a full or read-only disk is then an OSError naming the
+            # file (torch's own zip writer reports it as a RuntimeError without the errno)
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer, extra_files={"convzoo.json": json.dumps(meta)})
+            Path(path).write_bytes(buffer.getvalue())
             used = "torch.export"
         result = ExportResult(path=path, format=format, exporter=used, input_size=size, dynamic_batch=dynamic_batch,
                               atol=atol, metadata=meta, fallback_reason=fallback, opset=opset_used,
