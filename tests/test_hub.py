@@ -44,3 +44,14 @@ def test_hub_load_with_shipped_weights():
     for (k, a), b in zip(hub.state_dict().items(), direct.state_dict().values()):
         assert torch.equal(a, b), k
     assert hub.weights_meta["tag"] == "fashion-mnist"
+
+
+def test_hub_load_resnet20_with_fashion_mnist_weights():
+    # the call: torch.hub.load("<owner>/convzoo", "resnet20", weights="fashion-mnist")
+    hub = torch.hub.load(REPO, "resnet20", source="local", trust_repo=True, weights="fashion-mnist")
+    direct = convzoo.create_model("resnet20", weights="fashion-mnist")
+    assert hub.weights_meta["tag"] == "fashion-mnist" and hub.in_channels == 1 and hub.num_classes == 10
+    assert hub.state_dict().keys() == direct.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(hub.state_dict().values(), direct.state_dict().values()))
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(hub.eval()(x), direct.eval()(x))
