@@ -49,7 +49,8 @@ class LRN(nn.Module):
         if half:
             # zero channels on each side, by concatenation: with F.pad the TorchScript-based
             # ONNX exporter loses the static map size, and an adaptive pool after it fails
-            zeros = torch.zeros_like(squares[:, :1]).expand(-1, half, -1, -1)
+            n, _, h, w = squares.shape
+            zeros = squares.new_zeros(n, half, h, w)
             squares = torch.cat([zeros, squares, zeros], 1)
         # N, 1, C + 2 * half, H, W: average along the channel axis
         summed = F.avg_pool3d(squares.unsqueeze(1), (window, 1, 1), stride=1).squeeze(1) * window
