@@ -32,7 +32,7 @@ SLOW = 600_000  # ms: a training subprocess on a loaded 2-core machine (minutes 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, fashion_mnist_dir):
     base = tmp_path_factory.mktemp("serve-runs")
-    _tiny_fashion(base / "data", fashion_mnist_dir, 200, 100)
+    _tiny_fashion(base / "data", fashion_mnist_dir, 1000, 100)
     runs = base / "runs"
     exp = runs / "degradation-smoke"
     for name, acc in (("plain20-s0", 60.0), ("resnet20-s0", 70.0)):
@@ -76,15 +76,17 @@ def _points(page) -> int:
 
 def test_train_from_the_page_grows_live_stops_resumes_finishes(server, page):
     page.goto(server + "#view=train")
-    page.fill("#train-model", "lenet5")
+    # resnet20, 100 steps an epoch: an epoch lasts seconds even on a fast machine, so the page's
+    # 1 s polls see it grow (lenet5 on 200 images finished an epoch between two polls in CI)
+    page.fill("#train-model", "resnet20")
     page.fill("#train-data", "fashion-mnist")
     page.fill("#train-epochs", "4")
-    page.fill("#train-batch", "20")
+    page.fill("#train-batch", "10")
     page.click("#train-form details summary")
-    page.fill("#train-subset", "200")
+    page.fill("#train-subset", "1000")
     page.fill("#train-threads", "1")
     page.fill("#train-name", "page-run")
-    page.fill("#train-log-every", "2")
+    page.fill("#train-log-every", "5")
     page.select_option("#train-x", "step")
     page.click("#train-start")
     page.wait_for_selector("#train-status[data-status='running']")

@@ -4,7 +4,10 @@
 not to, runs it (onnxruntime for ONNX, the loaded `ExportedProgram` for pt2) on the same
 random batch as the PyTorch model: batch 2, and with `dynamic_batch` also batches 1 and 3.
 The check passes when the largest absolute difference is at most `atol` times the scale of
-the PyTorch output (its largest absolute value); `ExportResult.ok` says so.
+the PyTorch output (its largest absolute value); `ExportResult.ok` says so. With the default
+tolerance (`atol=None`: 1e-4) a failed batch is measured once more against float32's own error
+there (the model in float64): a network as deep as resnet1202 is only as exact as float32, and
+passes when the export is within `FLOOR_FACTOR` times that. An explicit `atol` is kept as given.
 
 ONNX goes through the exporter that works for the model: the TorchScript-based ("legacy")
 exporter first, which is fast and gives compact graphs, then the dynamo-based one
@@ -57,8 +60,9 @@ class ParityCheck:
     batch: int
     max_abs_error: float
     scale: float  # largest absolute value of the PyTorch output
-    tolerance: float  # atol * scale
+    tolerance: float  # atol * scale, or FLOOR_FACTOR x PyTorch's own float32 error when that is larger
     ok: bool
+    float32_error: float | None = None  # PyTorch float32 against float64, measured only when atol * scale failed
 
 
 @dataclass
@@ -132,10 +136,38 @@ def _compare(batch: int, got: Any, ref: torch.Tensor, atol: float) -> ParityChec
     if tuple(got_t.shape) != tuple(ref.shape):
         raise ExportError(f"the exported model returned shape {tuple(got_t.shape)} at batch {batch}, "
                           f"PyTorch {tuple(ref.shape)}")  # fmt: skip
+    if not bool(torch.isfinite(ref).all()):
+        raise ExportError(f"PyTorch's own output at batch {batch} is not finite (inf or NaN), so there is nothing to "
+                          "check the export against; give the model finite outputs first (trained weights, or "
+                          "BatchNorm statistics from real batches)")  # fmt: skip
     err = float((got_t - ref).abs().max()) if ref.numel() else 0.0
     scale = float(ref.abs().max()) if ref.numel() else 0.0
     tol = atol * scale
     return ParityCheck(batch, err, scale, tol, err <= tol)
+
+
+#: Two float32 computations each off the exact result by e differ by up to 2e; 4e leaves room
+#: for other algorithms (onnxruntime's convolutions) without hiding a real export error.
+FLOOR_FACTOR = 4.0
+
+
+def _with_noise_floor(check: ParityCheck, model: nn.Module, x: torch.Tensor, ref: torch.Tensor) -> ParityCheck:
+    """A failed check measured again against float32's own error on this batch: PyTorch in
+    float32 against the same model in float64. A very deep network (resnet1202, 1,202 layers)
+    is only as exact as its arithmetic, and no export can agree with PyTorch more closely than
+    PyTorch agrees with exact arithmetic."""
+    if check.ok or not bool(torch.isfinite(ref).all()):
+        return check
+    import copy
+
+    try:
+        exact = copy.deepcopy(model).double()
+    except Exception:  # noqa: BLE001 - a model that cannot be copied keeps the plain tolerance
+        return check
+    y = _reference(exact, x.double()).double()
+    own = float((ref.double() - y).abs().max())
+    tol = max(check.tolerance, FLOOR_FACTOR * own)
+    return ParityCheck(check.batch, check.max_abs_error, check.scale, tol, check.max_abs_error <= tol, own)
 
 
 def _first_line(err: BaseException) -> str:
@@ -253,7 +285,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def check_onnx(path: str, model: nn.Module, input_size: Sequence[int], batches: Sequence[int],
-               atol: float = DEFAULT_ATOL) -> list[ParityCheck]:  # fmt: skip
+               atol: float = DEFAULT_ATOL, *, noise_floor: bool = False) -> list[ParityCheck]:  # fmt: skip
     """Run the ONNX file in onnxruntime (CPU) and PyTorch on the same random batches."""
     ort = _need("onnxruntime", "the ONNX parity check")
     options = ort.SessionOptions()
@@ -265,7 +297,8 @@ def check_onnx(path: str, model: nn.Module, input_size: Sequence[int], batches: 
         x = _sample(input_size, b)
         ref = _reference(model, x.to(_device(model)))
         got = session.run(None, {name: x.numpy()})[0]
-        checks.append(_compare(b, got, ref, atol))
+        check = _compare(b, got, ref, atol)
+        checks.append(_with_noise_floor(check, model, x.to(_device(model)), ref) if noise_floor else check)
     return checks
 
 
@@ -284,7 +317,7 @@ def _program(model: nn.Module, x: torch.Tensor, dynamic_batch: bool) -> Any:
 
 
 def check_program(path: str, model: nn.Module, input_size: Sequence[int], batches: Sequence[int],
-                  atol: float = DEFAULT_ATOL) -> list[ParityCheck]:  # fmt: skip
+                  atol: float = DEFAULT_ATOL, *, noise_floor: bool = False) -> list[ParityCheck]:  # fmt: skip
     """Load a saved `torch.export` program and compare it with PyTorch on the same random batches."""
     program = torch.export.load(path)
     module = program.module()
@@ -297,7 +330,8 @@ def check_program(path: str, model: nn.Module, input_size: Sequence[int], batche
             got = module(x)
         if isinstance(got, (tuple, list)):
             got = got[0]
-        checks.append(_compare(b, got.detach().cpu(), ref, atol))
+        check = _compare(b, got.detach().cpu(), ref, atol)
+        checks.append(_with_noise_floor(check, model, x, ref) if noise_floor else check)
     return checks
 
 
@@ -331,7 +365,7 @@ def export_model(
     format: str = "onnx",
     input_size: Sequence[int],
     dynamic_batch: bool = False,
-    atol: float = DEFAULT_ATOL,
+    atol: float | None = None,
     metadata: dict[str, Any] | None = None,
     check: bool = True,
     exporter: str = "auto",
@@ -348,6 +382,8 @@ def export_model(
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ExportError(f"unknown ONNX exporter {exporter!r}; expected auto, torchscript or dynamo")
+    noise_floor = atol is None
+    atol = DEFAULT_ATOL if atol is None else atol
     if not atol > 0:
         raise ExportError(f"atol must be positive, got {atol}")
     size = _check_input(input_size)
@@ -406,9 +442,9 @@ def export_model(
         if check:
             batches = (2, 1, 3) if dynamic_batch else (2,)
             if format == "onnx":
-                result.checks = check_onnx(path, model, size, batches, atol)
+                result.checks = check_onnx(path, model, size, batches, atol, noise_floor=noise_floor)
             else:
-                result.checks = check_program(path, model, size, batches, atol)
+                result.checks = check_program(path, model, size, batches, atol, noise_floor=noise_floor)
         return result
     finally:
         model.train(was_training)

@@ -193,5 +193,6 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['model']} on {summary['data']}: {acc} after {summary['epochs_done']} epochs "
         f"({summary['steps']} steps) in {summary['wall_seconds']:.1f} s, "
         f"{summary['images_per_second']:,.0f} training images/s; run folder {run_dir}"
+        + (f" ({summary['files_verified']:,} files verified)" if summary.get("files_verified") else "")
     )
     return 0

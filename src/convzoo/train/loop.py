@@ -197,6 +197,7 @@ def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInf
         "images_per_second": state.train_images / max(state.train_seconds, 1e-9),
         "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds, "input_size": input_size,
         "world_size": dist.world_size, "hardware": hardware_info(device), "versions": versions(), "config": cfg_dict,
+        "files_verified": data["verified"],
     })  # fmt: skip
     writer.close()
     D.barrier(dist)
