@@ -20,6 +20,7 @@ tables of docs/models.md (written by `python -m convzoo._support --write`).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import pytest
@@ -170,7 +171,12 @@ def test_support_script_check_and_write(tmp_path, capsys):
     # --check: a fresh run of one path of one model agrees with the committed cell
     assert _support.main(["--models", "lenet5", "--paths", "onnx_legacy", "--check", "--docs", str(docs)]) == 0
     assert "agrees" in capsys.readouterr().out
-    # --write from a resumed sweep (nothing left to run): rows from the file, the rest not measured
+    # --write from a resumed sweep (nothing left to run): rows from the file, the other measured
+    # rows kept as they were, an unmeasured one left unmeasured
+    unmeasured = "| `googlenet_paper` | 3x79x79 | " + " | ".join([_support.NOT_MEASURED] * 5) + " |"
+    before = re.sub(r"^\| `googlenet_paper` \|.*$", unmeasured, TEXT, count=1, flags=re.M)
+    assert before != TEXT
+    docs.write_text(before)
     rows = tmp_path / "rows.jsonl"
     works = {p: None for p in _support.PATHS}
     rows.write_text(json.dumps({"model": "lenet5", **works}) + "\n"
@@ -181,7 +187,8 @@ def test_support_script_check_and_write(tmp_path, capsys):
     assert sorted(table) == sorted(convzoo.list_models())
     assert table["lenet5"]["convzoo_export"] == "torchscript" and table["resnet20"]["convzoo_export"] == "fails"
     assert table["resnet20"]["onnx_dynamo"] == "fails: B: two"
-    assert table["googlenet"]["torchscript"] == _support.NOT_MEASURED
+    assert table["googlenet"] == _support.parse_table(TEXT)["googlenet"]
+    assert table["googlenet_paper"]["torchscript"] == _support.NOT_MEASURED
     assert _support.parse_failures(text) == {"resnet20": "A: one; dynamo-based: B: two"}
     # the rest of the page is untouched
     assert text.split(_support.TABLE_BEGIN)[0] == TEXT.split(_support.TABLE_BEGIN)[0]

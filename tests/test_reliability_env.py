@@ -142,6 +142,8 @@ _COMMANDS = {
     "viz": lambda out: ["viz", "filters", "lenet5", "--random", "--out", str(out / "f.png")],
     "report": lambda out: ["report", "lenet5", "--out", str(out / "lenet5.html")],
     "export": lambda out: ["export", "lenet5", "--out", str(out / "lenet5.onnx")],
+    # the smallest shipped experiment (2 LeNet runs, smoke scale) on the fixture's 64 images
+    "experiment": lambda out: ["experiment", "lenet", "--scale", "smoke", "--quiet", "--out", str(out / "exp")],
 }  # fmt: skip
 
 

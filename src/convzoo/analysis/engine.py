@@ -132,7 +132,12 @@ def _dense_like(x: Any) -> Any:
     # meta tensor; None for any other
     if not isinstance(x, torch.Tensor) or not x.is_meta:
         return None
-    if x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+    # only the canonical strides: a size-1 dimension may carry any stride (a [..., ::2] view
+    # of shape 1x1x1x1 has strides 2,2,2,2 and is "contiguous"), and empty_like then differs
+    canonical = [torch.empty(x.shape, device="meta").stride()]
+    if x.dim() == 4:
+        canonical.append(torch.empty(x.shape, device="meta", memory_format=torch.channels_last).stride())
+    if x.stride() in canonical:
         return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
     return None
 

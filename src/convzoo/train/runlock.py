@@ -106,8 +106,12 @@ class RunLock:
                 if not same:
                     os.close(fd)
                     continue
-                os.ftruncate(fd, 0)
-                os.write(fd, self._stamp())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, self._stamp())
+                except OSError:  # a full or read-only disk: no descriptor (and no lock) left behind
+                    os.close(fd)
+                    raise
                 self._fd, self._mode = fd, "flock"
                 return self
         self._acquire_exclusive_file()
@@ -129,7 +133,12 @@ class RunLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 raise self._busy(raw) from None
-            os.write(fd, self._stamp())
+            try:
+                os.write(fd, self._stamp())
+            except OSError:
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                raise
             self._fd, self._mode = fd, "file"
             return
         raise RunFolderBusyError(f"could not take the lock {str(self.path)!r}; another process keeps creating it")
