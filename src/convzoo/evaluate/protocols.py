@@ -112,10 +112,10 @@ class Protocol:
         if self.canvas is not None:
             pad, mirrored, native = self.canvas.pad_crop, self.canvas.flip, self.native
             size = self.input_size + 2 * pad
-            src = f"{native}x{native} image" + (f" resized to {c}" if native != self.input_size else "")
-            where = (f"corners and centre of the {size}x{size} training canvas ({src}, zero-padded by {pad})"
-                     if pad else f"the {src} as it is (trained without pad-and-crop: corners = centre)")  # fmt: skip
-            return f"{c} crops at the {where}" + (", and their mirrors" if mirrored else ", no mirrors (training did not flip)")
+            src = f"the {native}x{native} image" + (f" resized to {c}" if native != self.input_size else "")
+            where = (f"the corners and centre of the {size}x{size} training canvas ({src}, zero-padded by {pad})"
+                     if pad else f"{src} as it is (trained without pad-and-crop: corners = centre)")  # fmt: skip
+            return f"{c} crops at {where}" + (", and their mirrors" if mirrored else ", no mirrors (training did not flip)")
         scales = ", ".join(str(q) for q in self.test_scales)
         parts = []
         if self.crops == 10:

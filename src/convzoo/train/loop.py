@@ -29,7 +29,8 @@ from .checkpoint import CheckpointManager, build_checkpoint, check_same_model, f
 from .config import TrainConfig
 from .metrics import Progress, RunningSums, RunWriter, Stopwatch, hardware_info, versions
 from .optim import build_optimizer
-from .runtime import CompiledForward, StopRequest, autocast_context, make_scaler, resolve_device, seed_everything
+from .runtime import (CompiledForward, StopRequest, auto_threads, autocast_context, make_scaler, resolve_device,
+                      seed_everything)
 from .schedules import Schedule
 from .state import EMA, TrainState
 
@@ -49,9 +50,11 @@ def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
              torch.backends.cudnn.benchmark)  # fmt: skip
+    dist = D.setup(device.type)
     if config.threads:
         torch.set_num_threads(config.threads)
-    dist = D.setup(device.type)
+    elif device.type == "cpu" and not dist.enabled:
+        torch.set_num_threads(auto_threads())
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     try:
@@ -152,6 +155,7 @@ def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInf
         f"{model_name}: {params:,} parameters{macs_text} at {model_channels}x{input_size}x{input_size}; "
         f"{config.data}: {len(data['train']):,} train / {len(data['test']):,} test images; {steps_per_epoch} "
         f"steps/epoch x {config.epochs} epochs on {device}{f' x {dist.world_size} ranks' if dist.enabled else ''}"
+        f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}"
         f"{'; resumed at step ' + str(state.step) if ckpt is not None else ''}"
     )
     checked = f" ({data['verified']:,} files verified)" if data["verified"] else ""
