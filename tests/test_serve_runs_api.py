@@ -22,16 +22,17 @@ from convzoo.serve import create_app  # noqa: E402
 BASE = "http://127.0.0.1:8765"
 
 
-def _fake_run(folder: Path, *, epochs: int = 2, done: int | None = 2, pid: int | None = None) -> Path:
+def _fake_run(folder: Path, *, epochs: int = 2, done: int | None = 2, pid: int | None = None,
+              model: str = "lenet5") -> Path:  # fmt: skip
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model": "lenet5", "data": "fashion-mnist", "epochs": epochs}))
+    (folder / "config.json").write_text(json.dumps({"model": model, "data": "fashion-mnist", "epochs": epochs}))
     lines = [{"kind": "step", "epoch": 1, "step": 10, "loss": 1.0, "top1": 60.0, "images_per_second": 100.0},
              {"kind": "epoch", "epoch": 1, "step": 20, "train_loss": 0.9, "train_top1": 70.0, "test_top1": 80.0,
               "test_loss": 0.6}]  # fmt: skip
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     if done is not None:
         (folder / "summary.json").write_text(json.dumps(
-            {"model": "lenet5", "epochs_done": done, "steps": 40, "test_top1": 85.0, "best_test_top1": 86.0,
+            {"model": model, "epochs_done": done, "steps": 40, "test_top1": 85.0, "best_test_top1": 86.0,
              "images_per_second": 123.0}))  # fmt: skip
     if pid is not None:
         (folder / ".lock").write_text(f"pid={pid} host=x since=2026-12-01T00:00:00")

@@ -36,7 +36,7 @@ def server(tmp_path_factory, fashion_mnist_dir):
     runs = base / "runs"
     exp = runs / "degradation-smoke"
     for name, acc in (("plain20-s0", 60.0), ("resnet20-s0", 70.0)):
-        f = _fake_run(exp / "runs" / name, epochs=3, done=3)
+        f = _fake_run(exp / "runs" / name, epochs=3, done=3, model=name.split("-")[0])
         (f / "metrics.jsonl").write_text("".join(json.dumps(
             {"kind": "epoch", "epoch": e, "step": 10 * e, "train_top1": acc + 8 * e, "test_top1": acc + 5 * e,
              "train_loss": 1.0 / e, "test_loss": 1.2 / e}) + "\n" for e in (1, 2, 3)))  # fmt: skip
