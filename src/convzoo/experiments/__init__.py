@@ -2,8 +2,11 @@
 
 One job per module:
 
-- `recipe`: the recipe schema (`Recipe`, `RunSpec`), where recipes are found (the shipped
-  ones are package data in `recipes/`), `load_recipe`, `parse_overrides`, `describe`;
+- `schema`: the recipe's data (`Recipe`, `RunSpec`, `SCALES`), a leaf both `analyses` and
+  `recipe` import;
+- `recipe`: reading a recipe file: where recipes are found (the shipped ones are package data
+  in `recipes/`), `load_recipe` (validated against the analyses' table), `parse_overrides`,
+  `describe`;
 - `runner`: `plan` (every run's TrainConfig, checked before anything trains),
   `run_experiment` (train, reuse finished runs, evaluate the test protocols, analyse,
   report) and `evaluate_protocols`;

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .recipe import Recipe
+from .schema import Recipe
 
 Row = dict[str, Any]
 Verdicts = list[str]
@@ -202,7 +200,7 @@ def analyse_scales(rows: list[Row], recipe: Recipe, scale: str,
                   ["training", "test protocol", "views", "test scales", "test error (%)"])]
 
 
-Analyser = Callable[[list[Row], "Recipe", str, Evaluations | None], tuple[Verdicts, Tables]]
+Analyser = Callable[[list[Row], Recipe, str, Evaluations | None], tuple[Verdicts, Tables]]
 
 
 @dataclass(frozen=True)
