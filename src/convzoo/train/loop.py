@@ -6,33 +6,38 @@ scaler, EMA and loader in a `TrainState` (train/state.py) and resumes it from th
 checkpoint when there is one; then each epoch is `train_epoch`, and `end_epoch`:
 `evaluate`, a metrics line, `save_checkpoint`; the run ends with summary.json.
 
-Beside it: the device, precision, seeding, signals and --compile in runtime.py, the two
-kinds of batches in batches.py, checkpoint files and their schema in checkpoint.py, the
-run's files, progress bar and running sums in metrics.py.
+Beside it: a step's loss, update and running sums in step.py; the run's context (`Run`) and
+its evaluation, checkpointing and NaN check in run.py; the device, precision, seeding,
+signals and --compile in runtime.py; the two kinds of batches in batches.py; checkpoint
+files and their schema in checkpoint.py; the run's files, progress bar and running sums in
+metrics.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError
 from . import distributed as D
 from .build import build_data, build_loaders, build_model, count_params_macs, open_run
-from .checkpoint import CheckpointManager, build_checkpoint, check_same_model, first_non_finite
+from .checkpoint import CheckpointManager, check_same_model
 from .config import TrainConfig
-from .metrics import Progress, RunningSums, RunWriter, Stopwatch, hardware_info, versions
+from .metrics import Progress, RunningSums, RunWriter, Stopwatch, describe_run, run_summary
 from .optim import build_optimizer
+from .run import Run, check_finite, evaluate, save_checkpoint
 from .runtime import (CompiledForward, StopRequest, auto_threads, autocast_context, make_scaler, resolve_device,
-                      seed_everything)
+                      seed_everything, torch_settings_restored)
 from .schedules import Schedule
 from .state import EMA, TrainState
+from .step import add_batch, apply_gradients, compute_loss
+
+__all__ = ["train", "train_epoch", "end_epoch", "compute_loss"]
 
 
 def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None = None) -> Path:
@@ -46,47 +51,20 @@ def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None
     config.validate()
     device = resolve_device(config.device)
     scaler = make_scaler(device, config.amp)  # refuses fp16 on CPU before any work
-    # process-wide settings this run changes, put back afterwards for the caller's sake
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark)  # fmt: skip
-    dist = D.setup(device.type)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    elif device.type == "cpu" and not dist.enabled:
-        torch.set_num_threads(auto_threads())
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-    try:
-        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
-            return _run(config, device, scaler, dist, progress=progress and dist.is_main, given_model=model,
-                        held=held)  # fmt: skip
-    finally:
-        D.teardown(dist)
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
-
-
-@dataclass
-class _Run:
-    """What every part of a run reads: settings, the forward pass, the run's files."""
-
-    config: TrainConfig
-    dist: D.DistInfo
-    device: torch.device
-    forward: CompiledForward
-    criterion: nn.Module
-    writer: RunWriter
-    manager: CheckpointManager
-    bar: Progress
-    header: dict[str, Any]  # what the checkpoints say about the run (checkpoint.RUN_KEYS)
-    test_data: Any
-    eval_augment: Any
-    input_size: int
-    steps_per_epoch: int
-    progress: bool
-    last_good: Path | None = None  # the newest checkpoint written (or resumed from)
+    with torch_settings_restored():  # threads and kernel flags this run sets, put back for the caller
+        dist = D.setup(device.type)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        elif device.type == "cpu" and not dist.enabled:
+            torch.set_num_threads(auto_threads())
+        if dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        try:
+            with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
+                return _run(config, device, scaler, dist, progress=progress and dist.is_main, given_model=model,
+                            held=held)  # fmt: skip
+        finally:
+            D.teardown(dist)
 
 
 def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInfo, *, progress: bool,
@@ -146,18 +124,13 @@ def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInf
     header = {"model_name": model_name, "model_kwargs": model_kwargs, "config": cfg_dict, "classes": data["classes"],
               "input_size": input_size, "in_channels": model_channels, "data_channels": data["channels"],
               "num_classes": data["num_classes"], "data": config.data}  # fmt: skip
-    run = _Run(config, dist, device, forward, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+    run = Run(config, dist, device, forward, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                writer, CheckpointManager(run_dir / "checkpoints", keep=config.keep),
                Progress(total_steps, enabled=progress, start=state.step), header, test_data, eval_augment, input_size,
                steps_per_epoch, progress, last_good=ckpt_path)  # fmt: skip
-    macs_text = f", {macs / 1e6:,.2f} M MACs" if macs is not None else ""
-    run.bar.print(
-        f"{model_name}: {params:,} parameters{macs_text} at {model_channels}x{input_size}x{input_size}; "
-        f"{config.data}: {len(data['train']):,} train / {len(data['test']):,} test images; {steps_per_epoch} "
-        f"steps/epoch x {config.epochs} epochs on {device}{f' x {dist.world_size} ranks' if dist.enabled else ''}"
-        f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}"
-        f"{'; resumed at step ' + str(state.step) if ckpt is not None else ''}"
-    )
+    run.bar.print(describe_run(model_name, params, macs, (model_channels, input_size), data, config, steps_per_epoch,
+                               device, dist.world_size if dist.enabled else 1,
+                               resumed_at=state.step if ckpt is not None else None))  # fmt: skip
     checked = f" ({data['verified']:,} files verified)" if data["verified"] else ""
     run.bar.print(f"data: {config.data} from {data['source']}{checked}")
 
@@ -193,22 +166,14 @@ def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInf
             raise
     run.bar.close()
 
-    last = state.last_eval or {}
-    writer.write_summary({
-        "model": model_name, "data": config.data, "params": params, "macs": macs, "epochs": config.epochs,
-        "epochs_done": state.epoch, "steps": state.step, "test_top1": last.get("test_top1"),
-        "test_top5": last.get("test_top5"), "test_loss": last.get("test_loss"), "best_test_top1": state.best_test_top1,
-        "images_per_second": state.train_images / max(state.train_seconds, 1e-9),
-        "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds, "input_size": input_size,
-        "world_size": dist.world_size, "hardware": hardware_info(device), "versions": versions(), "config": cfg_dict,
-        "files_verified": data["verified"],
-    })  # fmt: skip
+    writer.write_summary(run_summary(state, model_name, params, macs, config, cfg_dict, input_size, dist.world_size,
+                                     device, files_verified=data["verified"]))  # fmt: skip
     writer.close()
     D.barrier(dist)
     return run_dir
 
 
-def train_epoch(run: _Run, state: TrainState, sums: RunningSums, stop: StopRequest, clock: Stopwatch) -> bool:
+def train_epoch(run: Run, state: TrainState, sums: RunningSums, stop: StopRequest, clock: Stopwatch) -> bool:
     """The steps of one epoch (from `state.position` on), with metric windows and step
     checkpoints; returns True when `--max-steps` is reached. A stop request checkpoints the
     last finished step and raises KeyboardInterrupt."""
@@ -229,32 +194,12 @@ def train_epoch(run: _Run, state: TrainState, sums: RunningSums, stop: StopReque
             loss, logits = compute_loss(run.forward(x), y, run.criterion, config.aux_weight)
         if immediate_check and not bool(torch.isfinite(loss)):
             sums.first_bad.fill_(step + 1)
-            _check_finite(run, state, sums)
+            check_finite(run, state, sums)
         elif not immediate_check:
             bad = (~torch.isfinite(loss.detach())) & (sums.first_bad < 0)
             sums.first_bad = torch.where(bad, torch.full_like(sums.first_bad, step + 1), sums.first_bad)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if config.clip_grad:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if config.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            optimizer.step()
-        if ema is not None:
-            ema.update(model)
-        with torch.no_grad():
-            n = y.shape[0]
-            batch_stats = torch.stack([loss.detach().double() * n, (logits.argmax(1) == y).sum().double()])
-            sums.win += batch_stats
-            sums.ep += batch_stats
-            sums.counts[0] += n
-            sums.counts[1] += n
+        apply_gradients(loss, model, optimizer, scaler=scaler, clip_grad=config.clip_grad, ema=ema)
+        n = add_batch(sums, loss, logits, y)
         state.step = step = step + 1
         state.position = position = position + 1
         state.train_images += n * dist.world_size
@@ -264,7 +209,7 @@ def train_epoch(run: _Run, state: TrainState, sums: RunningSums, stop: StopReque
         at_max = bool(config.max_steps) and step >= config.max_steps
         end_of_epoch = position >= steps_per_epoch
         if at_window or at_ckpt or at_stop or (at_max and not end_of_epoch):
-            _check_finite(run, state, sums)
+            check_finite(run, state, sums)
             sums.sync(state, dist, device)
         if at_window:
             seconds = time.perf_counter() - win_start
@@ -289,13 +234,13 @@ def train_epoch(run: _Run, state: TrainState, sums: RunningSums, stop: StopReque
             raise KeyboardInterrupt
         if at_max:
             break
-    _check_finite(run, state, sums)
+    check_finite(run, state, sums)
     sums.sync(state, dist, device)
     state.train_seconds += time.perf_counter() - seg_start
     return bool(config.max_steps) and state.step >= config.max_steps
 
 
-def end_epoch(run: _Run, state: TrainState, clock: Stopwatch) -> None:
+def end_epoch(run: Run, state: TrainState, clock: Stopwatch) -> None:
     """The end of an epoch (or of a --max-steps run inside one): evaluate, log the epoch
     line, keep the best result, step a plateau schedule, checkpoint."""
     epoch = state.epoch
@@ -326,61 +271,3 @@ def end_epoch(run: _Run, state: TrainState, clock: Stopwatch) -> None:
         state.loader.set_epoch(state.epoch)
         state.position = 0
     save_checkpoint(run, state, best=is_best)
-
-
-def evaluate(run: _Run, model: nn.Module) -> dict[str, float]:
-    """Test loss, top-1 and top-5 (percentages) of `model`, summed over all ranks."""
-    from ..evaluate import evaluate as run_evaluation  # looked up at each call (tests replace it)
-
-    r = run_evaluation(model, run.test_data, batch_size=run.config.eval_batch_size, input_size=run.input_size,
-                       device=run.device, amp=run.config.amp != "none", augment=run.eval_augment,
-                       flip=run.config.eval_flip)  # fmt: skip
-    count = float(r["count"])
-    sums = D.all_reduce_sum([r["top1"] * count, r["top5"] * count, r["loss"] * count, count], run.dist, run.device)
-    n = max(sums[3], 1.0)
-    return {"test_top1": sums[0] / n, "test_top5": sums[1] / n, "test_loss": sums[2] / n}
-
-
-def save_checkpoint(run: _Run, state: TrainState, *, best: bool = False) -> None:
-    """Write the checkpoint of `state.step` (rank 0; every rank takes part under DDP).
-    Weights the loss check let through but that became NaN or infinite are never written,
-    and so never named as good: NonFiniteLossError."""
-    training = state.state_dict()
-    if not run.dist.is_main:
-        return
-    bad = first_non_finite({k: training[k] for k in ("model", "optimizer", "ema")})
-    if bad is not None:
-        raise NonFiniteLossError(
-            f"the weights or optimizer state became NaN or infinite ({bad}) by step {state.step} "
-            f"(epoch {state.epoch + 1}); training stopped without checkpointing them{_kept(run)}. "
-            f"Lower --lr (now {run.config.lr}) or --weight-decay, add --clip-grad or --warmup-epochs"
-        )
-    run.last_good = run.manager.save(build_checkpoint(run.header, training), state.step, best=best)
-
-
-def _check_finite(run: _Run, state: TrainState, sums: RunningSums) -> None:
-    bad = int(sums.first_bad.item())
-    if D.any_rank(bad >= 0, run.dist, run.device):
-        where = f"step {bad}" if bad >= 0 else "a step on another rank"
-        raise NonFiniteLossError(
-            f"the loss became NaN or infinite at {where} (epoch {state.epoch + 1}); training stopped{_kept(run)}. "
-            f"Lower --lr (now {run.config.lr}), add --clip-grad or --warmup-epochs"
-        )
-
-
-def _kept(run: _Run) -> str:
-    return f"; the last good checkpoint is {run.last_good}" if run.last_good else "; no checkpoint had been written yet"
-
-
-def compute_loss(
-    output: Any, target: torch.Tensor, criterion: nn.Module, aux_weight: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, main logits). A tuple output is (logits, aux1, aux2, ...): GoogLeNet's
-    auxiliary classifiers add `aux_weight` times their losses (paper section 5: 0.3)."""
-    if isinstance(output, (tuple, list)):
-        logits, *aux = output
-        loss = criterion(logits, target)
-        for a in aux:
-            loss = loss + aux_weight * criterion(a, target)
-        return loss, logits
-    return criterion(output, target), output

@@ -271,3 +271,33 @@ class RunningSums:
         self.win.zero_()
         self.ep.zero_()
         self.counts[0] = self.counts[1] = 0
+
+
+def describe_run(model_name: str, params: int, macs: int | None, shape: tuple[int, int], data: dict[str, Any],
+                 config: Any, steps_per_epoch: int, device: torch.device, world_size: int, *,
+                 resumed_at: int | None) -> str:  # fmt: skip
+    """The run's first line: the model and its size, the data, the steps and where they run."""
+    channels, side = shape
+    macs_text = f", {macs / 1e6:,.2f} M MACs" if macs is not None else ""
+    return (
+        f"{model_name}: {params:,} parameters{macs_text} at {channels}x{side}x{side}; "
+        f"{config.data}: {len(data['train']):,} train / {len(data['test']):,} test images; {steps_per_epoch} "
+        f"steps/epoch x {config.epochs} epochs on {device}{f' x {world_size} ranks' if world_size > 1 else ''}"
+        f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}"
+        f"{'; resumed at step ' + str(resumed_at) if resumed_at is not None else ''}"
+    )
+
+
+def run_summary(state: Any, model_name: str, params: int, macs: int | None, config: Any, cfg_dict: dict[str, Any],
+                input_size: int, world_size: int, device: torch.device, *, files_verified: int) -> dict[str, Any]:  # fmt: skip
+    """summary.json of a finished run (docs/internals.md), from its `TrainState`."""
+    last = state.last_eval or {}
+    return {
+        "model": model_name, "data": config.data, "params": params, "macs": macs, "epochs": config.epochs,
+        "epochs_done": state.epoch, "steps": state.step, "test_top1": last.get("test_top1"),
+        "test_top5": last.get("test_top5"), "test_loss": last.get("test_loss"), "best_test_top1": state.best_test_top1,
+        "images_per_second": state.train_images / max(state.train_seconds, 1e-9),
+        "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds, "input_size": input_size,
+        "world_size": world_size, "hardware": hardware_info(device), "versions": versions(), "config": cfg_dict,
+        "files_verified": files_verified,
+    }  # fmt: skip

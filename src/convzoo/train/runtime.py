@@ -2,7 +2,9 @@
 seeding and the RNG states a checkpoint keeps.
 
 `resolve_device` checks a --device value; `autocast_context`/`make_scaler` set up --amp;
-`auto_threads` is the default thread count (the cores idle at the start); `seed_everything` seeds Python, NumPy and torch (deterministic kernels when asked);
+`auto_threads` is the default thread count (the cores idle at the start);
+`torch_settings_restored` puts back the process-wide settings a run changes;
+`seed_everything` seeds Python, NumPy and torch (deterministic kernels when asked);
 `rng_state`/`set_rng_state` capture and restore every generator as weights_only-safe values;
 `StopRequest` turns SIGINT/SIGTERM into a flag the training loop checks after each step;
 `CompiledForward` is the forward pass under --compile, eager again if compilation fails.
@@ -15,7 +17,8 @@ import random
 import signal
 import sys
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -71,6 +74,22 @@ def auto_threads() -> int:
     if idle is None:
         return torch.get_num_threads()
     return max(1, min(cores, int(idle + 0.5)))
+
+
+@contextmanager
+def torch_settings_restored() -> Iterator[None]:
+    """Put back, when the block ends however it ends, the process-wide settings a run may
+    change: torch's thread count, deterministic algorithms (and warn-only), cuDNN's
+    deterministic and benchmark flags."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)  # fmt: skip
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
 
 
 def autocast_context(device: torch.device, amp: str):
