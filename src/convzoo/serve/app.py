@@ -25,6 +25,9 @@ from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..cli_args import input_size_parts
+from ..errors import ConfigError
+
 #: The page: static files shipped as package data; nothing outside this folder is served.
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -99,21 +102,26 @@ def _host_name(host: str) -> str:
 
 
 def _input(value: Any) -> tuple[int, int, int] | None:
+    """(C, H, W) of a request's input: [C, H, W] or the CLI's `--input` text (`cli_args`,
+    one parser for every command), with all three numbers given."""
     if value is None or value == "":
         return None
+    wrong = f"input must be three positive integers C x H x W ([C, H, W] or 'CxHxW'), got {value!r}"
     if isinstance(value, str):
-        parts = value.lower().split("x")
+        try:
+            c, h, w = input_size_parts(value)
+        except ConfigError:
+            raise UserError(wrong) from None
+        if c is None:
+            raise UserError(wrong)
+        size = (c, h, w)
     elif isinstance(value, list):
-        parts = value
+        if len(value) != 3 or not all(type(v) is int and v >= 1 for v in value):
+            raise UserError(wrong)
+        size = tuple(value)
     else:
-        raise UserError("input must be [C, H, W] or 'CxHxW'")
-    try:
-        size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise UserError(f"input must be three positive integers C x H x W, got {value!r}") from None
-    if len(size) != 3 or min(size) < 1:
-        raise UserError(f"input must be three positive integers C x H x W, got {value!r}")
-    if size[1] > MAX_SIDE or size[2] > MAX_SIDE or size[0] > MAX_SIDE:
+        raise UserError(wrong)
+    if max(size) > MAX_SIDE:
         raise UserError(f"input {size[0]}x{size[1]}x{size[2]} is too large: at most {MAX_SIDE} x {MAX_SIDE} (and {MAX_SIDE} channels)")
     return size  # type: ignore[return-value]
 

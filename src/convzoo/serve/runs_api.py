@@ -22,7 +22,6 @@ folder by `convzoo.runs.resolve_run` ('..', absolute paths and symlinks out: 400
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import secrets
 import signal
