@@ -288,6 +288,22 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path, fake_data)
         train(cfg, progress=False)
 
 
+def test_amp_auto_is_bf16_only_where_it_is_native_and_the_run_records_what_ran(tmp_path, fake_data, monkeypatch):
+    from convzoo.train import runtime
+
+    cpu = torch.device("cpu")
+    assert runtime.resolve_amp(cpu, "bf16") == "bf16" and runtime.resolve_amp(cpu, "none") == "none"
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    assert runtime.resolve_amp(cpu, "auto") == "none"
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    assert runtime.resolve_amp(cpu, "auto") == "bf16"
+    cfg = TrainConfig(model="lenet5", data="fashion-mnist", data_dir=str(fake_data), epochs=1, batch_size=64,
+                      augment="none", amp="auto", max_steps=2, out=str(tmp_path / "auto"))  # fmt: skip
+    run = train(cfg, progress=False)
+    assert json.loads((run / "config.json").read_text())["amp"] == "bf16"
+    assert json.loads((run / "summary.json").read_text())["config"]["amp"] == "bf16"
+
+
 def test_tensorboard_events_hold_the_logged_scalars(tmp_path, fake_data):
     pytest.importorskip("tensorboard")  # in the `test` extra, so CI runs this
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -544,7 +544,7 @@ def _train_argv(data: dict[str, Any]) -> list[str]:
                 argv.append(flag)
             elif value is not False:
                 if not isinstance(value, str):
-                    raise HTTPError(f"amp must be true, false, 'bf16' or 'fp16', got {value!r}")
+                    raise HTTPError(f"amp must be true, false, 'bf16', 'fp16' or 'auto', got {value!r}")
                 argv += [flag, value]
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "plateau", "cosine", "onecycle", "constant")
 AUGMENTS = ("none", "flip", "standard", "jitter")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "bf16", "fp16", "auto")
 #: Largest square input side a run accepts (16x ImageNet's 256-pixel scale).
 MAX_INPUT_SIZE = 4096
 #: --threads may exceed the core count up to this many (small machines, containers).
@@ -78,8 +78,9 @@ class TrainConfig:
                              "(the flag alone: 0.999)")  # fmt: skip
     aux_weight: float = knob(0.3, "weight of auxiliary classifier losses (GoogLeNet, section 5: 0.3)")
 
-    amp: str = knob("none", "mixed precision: none, bf16 (CPU and GPU; the flag alone) or fp16 (GPU only, with a "
-                    "gradient scaler)")  # fmt: skip
+    amp: str = knob("none", "mixed precision: none, bf16 (CPU and GPU; the flag alone), fp16 (GPU only, with a "
+                    "gradient scaler) or auto (bf16 where the hardware computes it natively: a GPU with bf16, a "
+                    "CPU with AMX or AVX-512 BF16; none elsewhere, where bf16 is emulated and slower)")  # fmt: skip
     channels_last: bool = knob(False, "channels-last memory format for the model and the batches")
     compile: bool = knob(False, "torch.compile the model")
     input_size: int | None = knob(None, "square input side (default: the model's default input)")

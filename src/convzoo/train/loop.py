@@ -16,6 +16,7 @@ metrics.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ from .config import TrainConfig
 from .metrics import Progress, RunningSums, RunWriter, Stopwatch, describe_run, run_summary
 from .optim import build_optimizer
 from .run import Run, check_finite, evaluate, save_checkpoint
-from .runtime import (CompiledForward, StopRequest, auto_threads, autocast_context, make_scaler, resolve_device,
-                      seed_everything, torch_settings_restored)
+from .runtime import (CompiledForward, StopRequest, auto_threads, autocast_context, make_scaler, resolve_amp,
+                      resolve_device, seed_everything, torch_settings_restored)
 from .schedules import Schedule
 from .state import EMA, TrainState
 from .step import add_batch, apply_gradients, compute_loss
@@ -50,6 +51,8 @@ def train(config: TrainConfig, *, progress: bool = True, model: nn.Module | None
     """
     config.validate()
     device = resolve_device(config.device)
+    if config.amp == "auto":  # made concrete here, so config.json and the checkpoints say what ran
+        config = dataclasses.replace(config, amp=resolve_amp(device, config.amp))
     scaler = make_scaler(device, config.amp)  # refuses fp16 on CPU before any work
     with torch_settings_restored():  # threads and kernel flags this run sets, put back for the caller
         dist = D.setup(device.type)

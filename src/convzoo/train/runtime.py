@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -90,6 +91,32 @@ def torch_settings_restored() -> Iterator[None]:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AMX or AVX-512 BF16 (without them oneDNN emulates bf16 and a network trains slower than
+    in fp32: measured on an AMD EPYC Zen 3, docs/performance.md)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch._C, "_cpu", None)
+    probes = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(callable(p) for p in probes):
+        return any(bool(p()) for p in probes if callable(p))
+    try:  # older torch: the kernel's flags
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """`amp` with "auto" made concrete for `device`: bf16 where it is native, else none."""
+    if amp != "auto":
+        return amp
+    return "bf16" if native_bf16(device) else "none"
 
 
 def autocast_context(device: torch.device, amp: str):
