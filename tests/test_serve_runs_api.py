@@ -189,7 +189,11 @@ def test_upload(client, monkeypatch, tmp_path):
      ({"model": "lenet5", "data": "fashion-mnist", "shell": "rm -rf /"}, "unknown field 'shell'"),
      ({"model": "--help", "data": "fashion-mnist"}, "model must be a zoo model name"),
      ({"model": "lenet5", "data": "fashion-mnist", "epochs": [1]}, "epochs must be a number or a string"),
-     ({"data": "fashion-mnist"}, "model must be a zoo model name")],
+     ({"data": "fashion-mnist"}, "model must be a zoo model name"),
+     ({"model": "6c5w1s0p 2w2s 10xx", "data": "fashion-mnist"}, "^"),
+     ({"model": "6c5w1s0p 2w2s (Flat) 84fc", "data": "fashion-mnist"}, "the network's output is 84 values"),
+     ({"model": "6c5w1s0p 2w2s (Flat)400 10fc", "data": "fashion-mnist", "input_size": 32}, "400"),
+     ({"model": "6c5w1s0p 2w2s (Flat) 10fc", "data": "fashion-mnist", "input_size": 0}, "input_size")],
 )  # fmt: skip
 def test_training_fields_are_validated_like_the_cli(client, body, needle, fashion_mnist_dir):
     r = client.post("/api/train", json=body, headers=_token(client))

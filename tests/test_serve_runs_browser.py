@@ -171,3 +171,30 @@ def test_traversal_and_cross_origin_start_are_refused(server):
     assert code == 403 and "cross-origin" in body["error"]
     code, body = call("api/train", data=start)  # same origin, no token
     assert code == 403 and "token" in body["error"]
+
+
+def test_a_network_typed_in_the_build_view_trains_from_the_page(server, page):
+    """Build -> Train it -> Start: the lecture's LeNet in its notation, measured at 1x32x32,
+    trains with that input side and lands in the Runs list under its own text."""
+    text = "6c5w1s0p 2w2s 16c5w1s0p 2w2s (Flat)400 120fc 84fc 10fc"
+    page.goto(server + "#view=build")
+    page.fill("#source", text)
+    page.fill("#input", "1x32x32")
+    page.wait_for_selector("#layers tbody tr")
+    page.click("#train-it")
+    page.wait_for_selector("#train-view:not([hidden])")
+    assert page.input_value("#train-model") == text
+    page.click("#train-form details summary")
+    assert page.input_value("#train-input-size") == "32"
+    page.fill("#train-data", "fashion-mnist")
+    page.fill("#train-epochs", "1")
+    page.fill("#train-batch", "50")
+    page.fill("#train-subset", "200")
+    page.fill("#train-threads", "1")
+    page.fill("#train-name", "notation-run")
+    page.click("#train-start")
+    page.wait_for_selector("#train-status[data-status='finished']")
+    page.goto(server + "#view=runs")
+    row = page.locator("#runs-table tr[data-run='notation-run']")
+    row.wait_for()
+    assert text in row.inner_text() and "finished" in row.inner_text()

@@ -140,7 +140,11 @@ def _shipped_recipe(model: str | None, data: str | None) -> dict[str, Any]:
     """The fields of the shipped weights' recipe for MODEL on DATA, or nothing."""
     if not model or not data:
         return {}
+    from ..train.network import is_notation
     from ..weights import recipe_path
+
+    if is_notation(model):  # recipes belong to the zoo's names
+        return {}
 
     path = recipe_path(model, data)
     if path is None:

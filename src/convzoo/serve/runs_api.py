@@ -47,7 +47,7 @@ TOKEN_HEADER = "x-convzoo-token"
 TRAIN_FIELDS = {
     "model": None, "data": "--data", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
     "amp": "--amp", "subset": "--subset", "max_steps": "--max-steps", "threads": "--threads",
-    "log_every": "--log-every", "seed": "--seed", "name": None,
+    "log_every": "--log-every", "seed": "--seed", "input_size": "--input-size", "name": None,
 }  # fmt: skip
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_CACHED_MODELS = 4
@@ -86,11 +86,15 @@ def _check_config(argv: list[str]) -> Any:
         cfg = build_config(args)
         if not cfg.resume:
             from .. import data as zdata
-            from ..registry import model_info
+            from ..train import network
 
-            model_info(cfg.model)
-            zdata.dataset_info(cfg.data, cfg.data_dir)
+            network.check_model(cfg.model)
+            info = zdata.dataset_info(cfg.data, cfg.data_dir)
             zdata.find_dataset(cfg.data, cfg.data_dir)
+            if network.is_notation(cfg.model):  # its shapes and classes, as the trainer will build it
+                kwargs = network.notation_kwargs(cfg.model, channels=int(info["channels"]), num_classes=int(info["num_classes"]),
+                                                 side=cfg.input_size, data_side=info.get("size"))  # fmt: skip
+                network.check_notation(cfg.model, **kwargs)
     except ConvzooError as err:
         raise HTTPError(str(err)) from None
     return cfg
@@ -471,7 +475,10 @@ def routes(runs_dir: str | Path | None, lock: threading.Lock) -> list[Route]:
         argv = _train_argv(data)
         name = data.get("name")
         if name in (None, ""):
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{data.get('model')}-{data.get('data')}").strip("-.") or "run"
+            from ..train.network import default_run_name
+
+            model = default_run_name(str(data.get("model")).strip())  # a notation's words joined by '_'
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{data.get('data')}").strip("-.") or "run"
             name = f"{stem[:60]}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise HTTPError("name must be a folder name (letters, digits, '.', '_', '-'; at most 100 characters), "
@@ -533,7 +540,7 @@ def _train_argv(data: dict[str, Any]) -> list[str]:
     """The training request as `convzoo train` arguments (their values checked by the CLI's parser)."""
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise HTTPError("model must be a zoo model name (`convzoo models` lists them)")
+        raise HTTPError("model must be a zoo model name (`convzoo models` lists them) or a network in the compact notation")
     argv = [model.strip()]
     for field, flag in TRAIN_FIELDS.items():
         if flag is None or field not in data or data[field] is None or data[field] == "":
@@ -554,7 +561,7 @@ def _train_argv(data: dict[str, Any]) -> list[str]:
             raise HTTPError(f"{field} must not start with '-', got {text!r}")
         argv += [f"{flag}={text}"]
     if argv[0].startswith("-"):
-        raise HTTPError(f"model must be a zoo model name, got {model!r}")
+        raise HTTPError(f"model must be a zoo model name or a network in the compact notation, got {model!r}")
     return argv
 
 

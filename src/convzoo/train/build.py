@@ -32,6 +32,8 @@ def open_run(config: TrainConfig, dist: D.DistInfo, held: contextlib.ExitStack, 
     """
     run_dir = resume_run_dir(config)
     if dist.is_main:
+        if not run_dir.exists():  # a run that fails before writing anything leaves no empty folder behind
+            held.callback(_remove_if_empty, run_dir)
         held.enter_context(RunLock(run_dir))
         remove_stale_temporaries(run_dir, run_dir / "checkpoints")
     ckpt_path, ckpt = find_resume(config, run_dir, warn=dist.is_main)
@@ -39,6 +41,11 @@ def open_run(config: TrainConfig, dist: D.DistInfo, held: contextlib.ExitStack, 
         check_same_model(ckpt, config.model, {}, ckpt_path)
     prepare_run_dir(config, run_dir, ckpt is not None, dist.is_main)
     return run_dir, ckpt_path, ckpt
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def prepare_run_dir(config: TrainConfig, run_dir: Path, resuming: bool, is_main: bool) -> None:
@@ -86,10 +93,18 @@ def build_data(config: TrainConfig) -> dict[str, Any]:
 def build_model(config: TrainConfig, data: dict[str, Any], given: nn.Module | None):
     """(model name, model kwargs, model on the CPU, input side) of the zoo's or the given model."""
     from ..registry import create_model, model_info
+    from . import network
 
     if given is not None:
         return (getattr(given, "zoo_name", config.model), dict(config.model_kwargs), given,
                 config.input_size or int(data["info"].get("size") or 224))  # fmt: skip
+    if network.is_notation(config.model):  # a network written in the notation, rebuilt from its text
+        if config.model_kwargs:
+            raise ConfigError("model_kwargs are for zoo models; a network in the notation says everything in its text")
+        kwargs = network.notation_kwargs(config.model, channels=data["channels"], num_classes=data["num_classes"],
+                                         side=config.input_size, data_side=data["info"].get("size"))  # fmt: skip
+        torch.manual_seed(config.seed)
+        return config.model, kwargs, network.create(config.model, **kwargs), kwargs["input_size"]
     zinfo = model_info(config.model)
     kwargs = {"num_classes": data["num_classes"], "in_channels": data["channels"], **config.model_kwargs}
     input_size = config.input_size or zinfo.default_input[1]

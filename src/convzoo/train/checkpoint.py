@@ -376,13 +376,16 @@ def load_checkpoint(
     trainer evaluated). Returns
     `(model in eval mode, checkpoint dict)`.
     """
-    from ..registry import create_model
+    from ..errors import ConfigError, NotationError
+    from .network import create
 
     ckpt = read_checkpoint(path, map_location=map_location)
     if model_name is not None and ckpt["model_name"] != model_name:
         raise CheckpointError(f"checkpoint {str(path)!r} holds model {ckpt['model_name']!r}, not {model_name!r}")
     try:
-        model = create_model(ckpt["model_name"], **dict(ckpt["model_kwargs"]))
+        model = create(ckpt["model_name"], **dict(ckpt["model_kwargs"]))
+    except (NotationError, ConfigError) as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a network this convzoo cannot build: {err}") from None
     except UnknownModelError:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was made for model {ckpt['model_name']!r}, which this convzoo does not have"

@@ -44,7 +44,8 @@ class TrainConfig:
     field's help is in its `metadata["help"]` (`field_help()`).
     """
 
-    model: str = knob("", "registered model name (`convzoo models`)")
+    model: str = knob("", "registered model name (`convzoo models`) or a network in the compact notation, quoted "
+                       "('6c5w1s0p 2w2s 16c5w1s0p 2w2s 400->120fc->84fc->10fc' with --input-size 32)")
     data: str = knob("", "data set: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH")
     data_dir: str | None = knob(None, "folder holding the data set's files (searched before $CONVZOO_DATA and "
                                 "/usr/share/datasets)")  # fmt: skip
@@ -116,7 +117,9 @@ class TrainConfig:
         name = self.name
         if self.out is not None:
             return Path(self.out) / name if name else Path(self.out)
-        default = f"{self.model}-{self.data}".replace(":", "_").replace(os.sep, "_")
+        from .network import default_run_name
+
+        default = f"{default_run_name(self.model)}-{self.data}".replace(":", "_").replace(os.sep, "_")
         return Path("runs") / (name or default)
 
     def validate(self) -> "TrainConfig":

@@ -27,6 +27,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import distributed as D
 from .build import build_data, build_loaders, build_model, count_params_macs, open_run
+from .network import check_model
 from .checkpoint import CheckpointManager, check_same_model
 from .config import TrainConfig
 from .metrics import Progress, RunningSums, RunWriter, Stopwatch, describe_run, run_summary
@@ -74,6 +75,8 @@ def _run(config: TrainConfig, device: torch.device, scaler: Any, dist: D.DistInf
          given_model: nn.Module | None, held: contextlib.ExitStack) -> Path:  # fmt: skip
     if config.batch_size % dist.world_size:
         raise ConfigError(f"batch_size {config.batch_size} must divide evenly among {dist.world_size} processes")
+    if given_model is None:
+        check_model(config.model)  # an unknown name or malformed notation, before any folder is made
     run_dir, ckpt_path, ckpt = open_run(config, dist, held, own_model=given_model is not None)
     seed_everything(config.seed, config.deterministic)
 

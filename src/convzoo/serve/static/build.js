@@ -221,6 +221,13 @@ async function init() {
   for (const [key, p] of Object.entries(PRESETS)) $("compare-preset").append(el("option", { value: key }, p.label));
   syncControls();
   $("source").addEventListener("input", (e) => { state.source = e.target.value; state.hl = ""; schedule(); });
+  $("train-it").addEventListener("click", () => { // the Train view, with this network and its input side
+    const picked = $("picker").value;
+    $("train-model").value = picked || state.source.trim();
+    const side = String(state.input || "").split(/[^0-9]+/).filter(Boolean).pop();
+    $("train-input-size").value = picked || !side ? "" : side;
+    location.hash = "#view=train";
+  });
   $("picker").addEventListener("change", async (e) => {
     const name = e.target.value;
     if (!name) return;

@@ -23,6 +23,7 @@ function formBody() {
     model: v("train-model"), data: v("train-data"), epochs: num("train-epochs"), batch_size: num("train-batch"),
     lr: num("train-lr"), amp: $("train-amp").checked, name: num("train-name"), subset: num("train-subset"),
     max_steps: num("train-max-steps"), threads: num("train-threads"), log_every: num("train-log-every"),
+    input_size: num("train-input-size"),
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
   return body;
