@@ -1,5 +1,5 @@
 """The model a run trains: a registered zoo name (`resnet20`) or a network written in the
-lecture's compact notation (`"6c5w1s0p 2w2s 16c5w1s0p 2w2s 120fc 84fc 10fc"`).
+lecture's compact notation (`"6c5w1s0p 2w2s 16c5w1s0p 2w2s 400->120fc->84fc->10fc"`).
 
 The trainer, its checkpoints and everything that reloads them (eval, viz, the explorer's
 Inside view) go through `create`, so a notation run is rebuilt from its own text: the
