@@ -267,3 +267,16 @@ def test_fast_meta_rules_match_pytorch(n, cin, cout, k, stride, pad, dil, side, 
     same(fast[aten.native_batch_norm.default](bn, {}), aten.native_batch_norm.default(*bn))
     same(fast[aten.relu.default]((x,), {}), aten.relu.default(x))
     same(fast[aten.add.Tensor]((x, meta(n, cin, side, side)), {}), aten.add.Tensor(x, meta(n, cin, side, side)))
+
+
+@pytest.mark.parametrize("name", ["googlenet", "densenet121", "resnet20"])
+def test_a_rows_dict_is_what_asdict_gives_and_shares_nothing(name):
+    import dataclasses
+
+    report = analyze(name)
+    for row in report.layers:
+        d = row.to_dict()
+        assert d == dataclasses.asdict(row) and list(d) == [f.name for f in dataclasses.fields(row)]
+        for key in ("input_shape", "output_shape"):
+            if d[key] is not None:
+                assert d[key] is not getattr(row, key)

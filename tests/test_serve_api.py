@@ -196,3 +196,57 @@ def test_analyses_are_cached_and_the_cache_is_bounded():
     assert list(cache.items) == [9, 7, 10]  # the least recently used went first
     cache.put(11, b"z" * 101)  # larger than the whole cache: not kept
     assert 11 not in cache.items and cache.bytes == 90
+
+
+def test_kept_networks_answer_as_a_fresh_build_does():
+    """The server keeps the networks it built (`BuiltSources`); every later analysis of a
+    kept one (another batch, dtype or input) equals the library's analysis of a fresh build."""
+    import torch
+
+    from convzoo.analysis.compare import BuiltSources, analyze_source
+
+    app = create_app(runs_dir=None)
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    requests = [
+        ("densenet121", None, 1, "float32"), ("densenet121", None, 3, "bfloat16"), ("densenet121", "3x64x64", 2, "float32"),
+        ("resnet20(unit=full_preact)", None, 5, "float32"), ("resnet20(unit=full_preact)", None, 1, "float32"),
+        (LENET, "1x32x32", 1, "float32"), (LENET, "1x32x32", 7, "bfloat16"),
+        ("6c5w1s0p 2w2s 16c5w1s0p 2w2s (Flat) 120fc 84fc 10fc", "1x32x32", 1, "float32"),
+        ("6c5w1s0p 2w2s 16c5w1s0p 2w2s (Flat) 120fc 84fc 10fc", "3x36x36", 1, "float32"),  # its flatten: 576, not 400
+        ("vgg11", "3x16x16", 1, "float32"),  # fails, and the kept network is still whole after it
+        ("vgg11", None, 2, "float32"),
+    ]  # fmt: skip
+    for source, size, batch, dtype in requests:
+        body = {"source": source, "batch_size": batch, "dtype": dtype, **({"input": size} if size else {})}
+        got = c.post("/api/analyze", json=body)
+        shape = None if size is None else tuple(int(v) for v in size.split("x"))
+        if source == "vgg11" and size == "3x16x16":
+            assert got.status_code == 400 and "too small" in got.json()["error"]
+            continue
+        assert got.status_code == 200, got.text
+        assert got.json() == analyze_source(source, shape, batch, getattr(torch, dtype)).to_dict(), body
+    (kept,) = app.state.kept_networks
+    assert len(kept.items) == 6  # a zoo network once whatever its input; a notation one per input
+    built = BuiltSources(entries=2)
+    first = built("lenet5")[0]
+    assert built("lenet5", (1, 28, 28))[0] is first and built("lenet5")[1] == (1, 32, 32)
+    built("resnet20")
+    built("lenet5")
+    built("vgg11")
+    assert [k[0] for k in built.items] == ["lenet5", "vgg11"]  # the least recently used went first
+
+
+def test_warm_readies_the_first_analysis_and_freezes_what_lives():
+    import gc
+
+    app = create_app(runs_dir=None)
+    assert gc.get_freeze_count() == 0
+    try:
+        app.state.warm()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    (kept,) = app.state.kept_networks
+    assert list(kept.items) == [("lenet5", None)]
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    assert c.post("/api/analyze", json={"source": "lenet5"}).json() == convzoo.analyze("lenet5").to_dict()

@@ -360,14 +360,17 @@ def _cat_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if first.dim() == 0:
         return None
     dim = dim % first.dim()
+    shape = first.shape
+    before, after = shape[:dim], shape[dim + 1 :]
+    dtype = first.dtype
     total = 0
-    for t in tensors:
-        if (not isinstance(t, torch.Tensor) or not t.is_meta or t.dim() != first.dim() or t.dtype != first.dtype
-                or not t.is_contiguous()):
+    for t in tensors:  # a DenseNet layer concatenates every earlier output: keep this loop lean
+        if not isinstance(t, torch.Tensor) or not t.is_meta or t.dtype != dtype or not t.is_contiguous():
             return None
-        if any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != dim):
+        size = t.shape
+        if len(size) != len(shape) or size[:dim] != before or size[dim + 1 :] != after:
             return None
-        total += t.shape[dim]
+        total += size[dim]
     shape = list(first.shape)
     shape[dim] = total
     return torch.empty(shape, dtype=first.dtype, device=first.device)

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(url)
+    app.state.warm()  # torch and the engine imported before the first request is read
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     server.run(sockets=[sock])
     return 0

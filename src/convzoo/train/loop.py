@@ -27,10 +27,10 @@ from torch import nn
 from ..errors import ConfigError
 from . import distributed as D
 from .build import build_data, build_loaders, build_model, count_params_macs, open_run
-from .network import check_model
 from .checkpoint import CheckpointManager, check_same_model
 from .config import TrainConfig
 from .metrics import Progress, RunningSums, RunWriter, Stopwatch, describe_run, run_summary
+from .network import check_model
 from .optim import build_optimizer
 from .run import Run, check_finite, evaluate, save_checkpoint
 from .runtime import (CompiledForward, StopRequest, auto_threads, autocast_context, make_scaler, resolve_amp,

@@ -89,7 +89,7 @@ def check_notation(model: str, **kwargs: Any) -> tuple[Any, int | None, tuple[in
     """(spec, channels, (H, W)) of the notation network `model` built with `kwargs`
     (`in_channels`, `input_size`, `num_classes`), its shapes checked and its output
     matched to `num_classes`, without torch. Raises `NotationError` or `ConfigError`."""
-    from ..notation import check, parse
+    from ..notation import check, format_shape, parse
 
     unknown = set(kwargs) - {"num_classes", "in_channels", "input_size"}
     if unknown:
@@ -100,7 +100,7 @@ def check_notation(model: str, **kwargs: Any) -> tuple[Any, int | None, tuple[in
     rows = check(spec, in_channels=channels, input_size=size, text=model)
     out = rows[-1].output_shape if rows else None
     if classes is not None and out != (classes,):
-        shown = "x".join("?" if v is None else str(v) for v in out) if out else "nothing"
+        shown = format_shape(out) if out else "nothing"
         raise ConfigError(
             f"the network's output is {shown} values, but the data has {classes} classes: "
             f"end it with a {classes}fc layer (e.g. '... {classes}fc')"
