@@ -280,3 +280,17 @@ def test_a_rows_dict_is_what_asdict_gives_and_shares_nothing(name):
         for key in ("input_shape", "output_shape"):
             if d[key] is not None:
                 assert d[key] is not getattr(row, key)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "googlenet", "densenet121", "lenet5"])
+def test_training_false_skips_only_the_training_estimate(name):
+    full, fast = analyze(name).to_dict(), analyze(name, training=False).to_dict()
+    fm, sm = full.pop("memory"), fast.pop("memory")
+    for row in full["layers"] + fast["layers"]:
+        row.pop("saved_bytes")
+    assert fast == full
+    assert sm["saved_activation_bytes"] is None and sm["training_bytes"] is None and sm["training_bytes_by_optimizer"] is None
+    assert "not asked for" in sm["training_note"]
+    assert {k: v for k, v in sm.items() if "training" not in k and "saved" not in k} == \
+        {k: v for k, v in fm.items() if "training" not in k and "saved" not in k}  # fmt: skip
+    assert all(r.saved_bytes is None for r in analyze(name, training=False).layers)

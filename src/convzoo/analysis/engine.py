@@ -723,6 +723,7 @@ def analyze(
     dtype: torch.dtype = torch.float32,
     *,
     replay: bool = True,
+    training: bool = True,
 ) -> Report:
     """Parameters, MACs, other ops and memory of a network, layer by layer.
 
@@ -732,6 +733,9 @@ def analyze(
     Raises `ConfigError` for a bad size and `InputSizeError` naming the layer where an
     input too small (or of the wrong shape) stops the network. `replay=False` runs every
     repeated block instead of replaying its first run (`analysis/replay.py`): same report, slower.
+    `training=False` skips the training pass (about half the time): no bytes saved for
+    backward and no training memory (None, with `memory.training_note` saying why), the rest
+    unchanged. For callers that need only parameters, MACs and inference memory.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -741,14 +745,14 @@ def analyze(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the passes create many short-lived objects; collections would scan the whole model
     try:
-        report = _analyze(model_or_name, input_size, batch_size, dtype, replay)
+        report = _analyze(model_or_name, input_size, batch_size, dtype, replay, training)
         if not had_dynamo and _dynamo_imported():
             # An op without a shape rule here ran one of PyTorch's Python meta kernels, whose
             # first call imports torch._dynamo (`torch._compile._disable_dynamo`). Imported
             # inside a forward, it leaves frames in reference cycles that hold the running
             # layer's tensors (a phantom activation, with collection paused): analyse again,
             # now that it is imported. The zoo's networks never get here (tests).
-            report = _analyze(model_or_name, input_size, batch_size, dtype, replay)
+            report = _analyze(model_or_name, input_size, batch_size, dtype, replay, training)
         return report
     finally:
         if gc_was_enabled:
@@ -756,7 +760,12 @@ def analyze(
 
 
 def _analyze(
-    model_or_name: nn.Module | str, input_size: Sequence[int] | None, batch_size: int, dtype: torch.dtype, replay: bool
+    model_or_name: nn.Module | str,
+    input_size: Sequence[int] | None,
+    batch_size: int,
+    dtype: torch.dtype,
+    replay: bool,
+    train: bool = True,
 ) -> Report:
     t0 = time.perf_counter()
     model, label, size = _resolve(model_or_name, input_size)
@@ -823,13 +832,14 @@ def _analyze(
     def unpack(key: int) -> torch.Tensor:  # pragma: no cover - no backward runs
         raise RuntimeError("the analysis graph is never run backward")
 
-    training_error = ""
-    handles = _stack_hooks(by_module, stack, root)
+    training_error = "" if train else "no training estimate: not asked for (analyze(..., training=False))"
+    handles = _stack_hooks(by_module, stack, root) if train else []
     try:
-        with _mode(model, modules, True), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack), \
-                R.patched(repeated, training), _FastMeta():  # fmt: skip
-            out = runner(x)
-        del out
+        if train:
+            with _mode(model, modules, True), torch.enable_grad(), \
+                    torch.autograd.graph.saved_tensors_hooks(pack, unpack), R.patched(repeated, training), _FastMeta():  # fmt: skip
+                out = runner(x)
+            del out
     except (ConvzooError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
         # the network runs at inference (pass 1 succeeded) but cannot train on this input (batch norm on a
         # single value per channel, for instance): report inference, say why not training

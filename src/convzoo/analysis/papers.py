@@ -292,11 +292,13 @@ class _Builder:
 
 
 # -- helpers that read the zoo's networks ------------------------------------------------------
-def _report(name: str, **kw: Any) -> Any:
+def _report(name: str, training: bool = False, **kw: Any) -> Any:
+    """`analyze(name)`; without the training pass unless the table prints training memory
+    (only LeNet's does: the others count parameters and MACs, half the time)."""
     from .engine import analyze
 
     try:
-        return analyze(name, **kw)
+        return analyze(name, training=training, **kw)
     except UnknownModelError as err:
         raise UnknownModelError(f"this table needs the model {name!r}, which is not registered ({err})") from None
 
@@ -341,7 +343,7 @@ def _side(shape: list[Any] | None) -> int | None:
 def _lenet() -> list[PaperRow]:
     b = _Builder("lenet")
     L = "lenet5"
-    r = _report(L, batch_size=1)
+    r = _report(L, training=True, batch_size=1)
     convs = _called(r, ("Conv2d",))
     fcs = _called(r, ("Linear",))
     if len(convs) != 2 or len(fcs) != 3:
