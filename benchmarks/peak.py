@@ -18,11 +18,14 @@
 It prints the trainer's rate as a fraction of all three, then (`--profile`) a profile by op
 of each network's training steps (torch.profiler, self CPU time, the same precision and
 layout), grouped into convolutions, batch norm, activations, pooling, the optimizer and the
-rest, showing where a step goes. `--threads-study` runs the trainer with 1 and 2 threads,
-alone and beside a second CPU-bound process (a busy loop), for the thread default.
+rest, showing where a step goes. `--threads-study` runs the trainer with 1 and 2 threads and
+with its default, alone and beside a second CPU-bound process (a busy loop), for the thread default.
+
+`--compile` also runs the trainer with `--compile` and rates it without the first tenth of
+its steps (the compilation happens there); it prints the steady rate of the plain run beside it.
 
 Run: `.venv/bin/python benchmarks/peak.py [--models lenet5,resnet20,resnet56,densenet_bc_100_12]
-[--steps 30] [--threads N] [--amp none|bf16] [--profile] [--threads-study] [--json out.json]`.
+[--steps 30] [--threads N] [--amp none|bf16] [--compile] [--profile] [--threads-study] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -109,25 +112,35 @@ def convs_alone_rate(name: str, in_channels: int, size: int, reps: int, dtype: t
             "gmacs_per_s": total_macs / total_s / 1e9}  # fmt: skip
 
 
-def trainer_rate(name: str, steps: int, threads: int | None, amp: str = "none", batch: int = BATCH) -> dict:
-    """images/s of the real trainer (a subprocess, as a user runs it) and its training MAC rate."""
-    import convzoo
+def trainer_rate(name: str, steps: int, threads: int | None, amp: str = "none", batch: int = BATCH,
+                 compile: bool = False) -> dict:  # fmt: skip
+    """images/s of the real trainer (a subprocess, as a user runs it) and its training MAC rate.
 
+    `images_per_second` is the run's own (every step, the first included); `steady_images_per_second`
+    leaves out the first tenth of the steps (with `compile`, the compilation) and is what the
+    fractions use when `compile` is on."""
     with tempfile.TemporaryDirectory() as tmp:
+        window = max(1, steps // 10)
         cmd = [sys.executable, "-m", "convzoo", "train", name, "--data", "fashion-mnist", "--no-recipe",
                "--batch-size", str(batch), "--max-steps", str(steps), "--epochs", "1", "--amp", amp,
                "--channels-last", "--augment", "none", "--input-size", "32", "--subset", str(batch * steps),
-               "--out", str(Path(tmp) / "run"), "--quiet"]  # fmt: skip
+               "--log-every", str(window), "--out", str(Path(tmp) / "run"), "--quiet"]  # fmt: skip
         if threads:
             cmd += ["--threads", str(threads)]
+        if compile:
+            cmd += ["--compile"]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr[-1500:]}")
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines() if line]
+    rates = [r["images_per_second"] for r in records if r.get("kind") == "step"][1:]  # windows after the first
+    steady = len(rates) / sum(1 / r for r in rates) if rates else summary["images_per_second"]  # equal windows
     macs = summary["macs"]  # the trainer's own model (1 channel, 10 classes), counted by convzoo.analyze
-    ips = summary["images_per_second"]
-    return {"images_per_second": ips, "forward_macs_per_image": macs, "gmacs_per_s": 3 * macs * ips / 1e9,
-            "steps": summary["steps"]}  # fmt: skip
+    ips = steady if compile else summary["images_per_second"]
+    return {"images_per_second": ips, "run_images_per_second": summary["images_per_second"],
+            "steady_images_per_second": steady, "compile": compile, "forward_macs_per_image": macs,
+            "gmacs_per_s": 3 * macs * ips / 1e9, "steps": summary["steps"]}  # fmt: skip
 
 
 #: op name -> group, for the profile's summary (first match wins).
@@ -203,6 +216,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=BATCH, help=f"training batch (default {BATCH})")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none", help="the trainer's precision (default none: fp32)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true",
+                    help="the trainer with --compile too (its rate without the first tenth of the steps, the compilation)")
     ap.add_argument("--profile", action="store_true", help="a profile by op of each network's training steps")
     ap.add_argument("--profile-steps", type=int, default=5)
     ap.add_argument("--threads-study", action="store_true",
@@ -239,6 +254,14 @@ def main() -> None:
             print(f"{name:<20} {roof['gmacs_per_s']:15.2f} {tr['images_per_second']:13,.0f} {tr['gmacs_per_s']:11.2f} "
                   f"{row['fraction_of_convs']:8.1%} {row['fraction_of_fp32_matmul']:9.1%} "
                   f"{row['fraction_of_bf16_matmul']:9.1%}", flush=True)  # fmt: skip
+            if args.compile:
+                tc = trainer_rate(name, args.steps, args.threads, args.amp, args.batch, compile=True)
+                row["trainer_compiled"] = tc
+                row["fraction_of_convs_compiled"] = tc["gmacs_per_s"] / roof["gmacs_per_s"]
+                print(f"{name + ' --compile':<20} {'':15} {tc['images_per_second']:13,.0f} {tc['gmacs_per_s']:11.2f} "
+                      f"{row['fraction_of_convs_compiled']:8.1%} {tc['gmacs_per_s'] / peak['fp32']:9.1%} "
+                      f"{tc['gmacs_per_s'] / peak['bf16']:9.1%}   (steady; without: {tr['steady_images_per_second']:,.0f} "
+                      f"img/s steady)", flush=True)  # fmt: skip
     profiles = []
     if args.profile:
         for name in names:
@@ -266,19 +289,21 @@ def _cpu_name() -> str:
 
 
 def threads_study(steps: int, amp: str, batch: int) -> list[dict]:
-    """The trainer's images/s with 1 and 2 threads, alone and beside a CPU-bound busy loop."""
+    """The trainer's images/s with 1 and 2 threads and with its default (`auto_threads`: the
+    cores idle when it starts), alone and beside a CPU-bound busy loop."""
     out = []
     print(f"\nthreads study (trainer, {steps} steps, batch {batch}): images/s")
     for busy in (False, True):
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
             for name in ("lenet5", "resnet20"):
-                for threads in (1, 2):
+                for threads in (1, 2, None):
                     r = trainer_rate(name, steps, threads, amp, batch)
-                    out.append({"model": name, "threads": threads, "second_process": busy,
+                    out.append({"model": name, "threads": threads or "default", "second_process": busy,
                                 "images_per_second": r["images_per_second"], "load": os.getloadavg()[0]})  # fmt: skip
-                    print(f"  {name:<10} {threads} thread(s), {'beside a busy loop' if busy else 'alone':<18} "
-                          f"{r['images_per_second']:9,.0f}   (load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+                    what = (f"{threads} thread(s)" if threads else "the default") + (", beside a busy loop" if busy else ", alone")
+                    print(f"  {name:<10} {what:<33} {r['images_per_second']:9,.0f}   (load average {os.getloadavg()[0]:.1f})",
+                          flush=True)  # fmt: skip
         finally:
             if hog is not None:
                 hog.kill()
