@@ -140,7 +140,8 @@ def trainer_rate(name: str, steps: int, threads: int | None, amp: str = "none", 
     ips = steady if compile else summary["images_per_second"]
     return {"images_per_second": ips, "run_images_per_second": summary["images_per_second"],
             "steady_images_per_second": steady, "compile": compile, "forward_macs_per_image": macs,
-            "gmacs_per_s": 3 * macs * ips / 1e9, "steps": summary["steps"]}  # fmt: skip
+            "gmacs_per_s": 3 * macs * ips / 1e9, "steps": summary["steps"],
+            "threads_used": summary.get("hardware", {}).get("torch_threads")}  # fmt: skip
 
 
 #: op name -> group, for the profile's summary (first match wins).
@@ -299,9 +300,11 @@ def threads_study(steps: int, amp: str, batch: int) -> list[dict]:
             for name in ("lenet5", "resnet20"):
                 for threads in (1, 2, None):
                     r = trainer_rate(name, steps, threads, amp, batch)
-                    out.append({"model": name, "threads": threads or "default", "second_process": busy,
-                                "images_per_second": r["images_per_second"], "load": os.getloadavg()[0]})  # fmt: skip
-                    what = (f"{threads} thread(s)" if threads else "the default") + (", beside a busy loop" if busy else ", alone")
+                    out.append({"model": name, "threads": threads or "default", "threads_used": r["threads_used"],
+                                "second_process": busy, "images_per_second": r["images_per_second"],
+                                "load": os.getloadavg()[0]})  # fmt: skip
+                    what = (f"{threads} thread(s)" if threads else f"the default ({r['threads_used']})")
+                    what += ", beside a busy loop" if busy else ", alone"
                     print(f"  {name:<10} {what:<33} {r['images_per_second']:9,.0f}   (load average {os.getloadavg()[0]:.1f})",
                           flush=True)  # fmt: skip
         finally:
