@@ -209,6 +209,9 @@ def test_the_vgg_preset_is_successive_diffs_and_a_url_reopens_compare(server, pa
     page.locator("#compare-counts", has_text="3 changed").wait_for()
     changed = page.locator("#compare-layers tr.changed").all_inner_texts()
     assert len(changed) == 3 and all("kernel 1 -> 3" in t for t in changed), changed
+    # the strip is not rebuilt by a click on one of its steps: every step keeps its figures
+    assert all("/" in t.split("\t")[-1] for t in steps.all_inner_texts()), steps.all_inner_texts()
+    assert "on" in (steps.nth(3).get_attribute("class") or "") and "on" not in (steps.nth(0).get_attribute("class") or "")
     page.screenshot(path=str(SHOTS / "serve-compare-vgg.png"), full_page=True)
     page.fill("#compare-b", "16c3w1s1p 2w2s")  # either side may be notation
     page.fill("#compare-ia", "3x32x32")

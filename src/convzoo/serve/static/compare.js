@@ -121,7 +121,13 @@ function stepLabel(preset, [a, b]) {
 async function showSteps(state, $, body) {
   const preset = PRESETS[state.preset];
   const box = $("compare-steps");
-  if (!preset || preset.pairs.length < 2) { box.replaceChildren(); return; }
+  if (!preset || preset.pairs.length < 2) { box.replaceChildren(); box.dataset.shown = ""; return; }
+  const shown = `${state.preset}|${body.dtype}`;
+  if (box.dataset.shown === shown && $("compare-step-table")) { // the same strip: only move the highlight
+    preset.pairs.forEach(([a, b], i) => $("compare-step-table").tBodies[0].rows[i].classList.toggle("on", a === state.a && b === state.b));
+    return;
+  }
+  box.dataset.shown = shown;
   const table = el("table", { id: "compare-step-table" }, el("thead", {}, el("tr", {},
     el("th", {}, preset.label), el("th", {}, "params B - A"), el("th", {}, "MACs B - A"), el("th", {}, "training memory B - A"),
     el("th", {}, "changed / added / removed"))), el("tbody"));
