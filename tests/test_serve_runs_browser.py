@@ -74,19 +74,19 @@ def _points(page) -> int:
     return int(page.evaluate("document.querySelector('#train-chart svg')?.dataset.points || '0'"))
 
 
+def _fill(page, **fields: str) -> None:
+    """Type into the Train form's fields (`log_every` is `#train-log-every`)."""
+    for name, value in fields.items():
+        page.fill(f"#train-{name.replace('_', '-')}", value)
+
+
 def test_train_from_the_page_grows_live_stops_resumes_finishes(server, page):
     page.goto(server + "#view=train")
     # resnet20, 100 steps an epoch: an epoch lasts seconds even on a fast machine, so the page's
     # 1 s polls see it grow (lenet5 on 200 images finished an epoch between two polls in CI)
-    page.fill("#train-model", "resnet20")
-    page.fill("#train-data", "fashion-mnist")
-    page.fill("#train-epochs", "4")
-    page.fill("#train-batch", "10")
+    _fill(page, model="resnet20", data="fashion-mnist", epochs="4", batch="10")
     page.click("#train-form details summary")
-    page.fill("#train-subset", "1000")
-    page.fill("#train-threads", "1")
-    page.fill("#train-name", "page-run")
-    page.fill("#train-log-every", "5")
+    _fill(page, subset="1000", threads="1", name="page-run", log_every="5")
     page.select_option("#train-x", "step")
     page.click("#train-start")
     page.wait_for_selector("#train-status[data-status='running']")
@@ -187,12 +187,7 @@ def test_a_network_typed_in_the_build_view_trains_from_the_page(server, page):
     if page.get_attribute("#train-form details", "open") is None:  # the page is not reloaded between tests
         page.click("#train-form details summary")
     assert page.input_value("#train-input-size") == "32"
-    page.fill("#train-data", "fashion-mnist")
-    page.fill("#train-epochs", "1")
-    page.fill("#train-batch", "50")
-    page.fill("#train-subset", "200")
-    page.fill("#train-threads", "1")
-    page.fill("#train-name", "notation-run")
+    _fill(page, data="fashion-mnist", epochs="1", batch="50", subset="200", threads="1", name="notation-run")
     page.click("#train-start")
     page.wait_for_selector("#train-status[data-status='finished']")
     page.goto(server + "#view=runs")

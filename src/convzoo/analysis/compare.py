@@ -72,6 +72,14 @@ def parse_source(source: str) -> tuple[str, dict[str, Any]] | None:
     return name, options
 
 
+def _zoo_input(name: str, input_size: Sequence[int] | None) -> tuple[int, int, int]:
+    """The input a zoo network is measured at: `input_size`, else the registry's default."""
+    from ..registry import model_info
+
+    size = input_size if input_size is not None else model_info(name).default_input
+    return tuple(int(v) for v in size)  # type: ignore[return-value]
+
+
 def build_source(source: str, input_size: Sequence[int] | None = None) -> tuple[Any, tuple[int, int, int], str]:
     """Build `source` on the meta device: `(module, (C, H, W), kind)` with kind "model" or
     "notation". The input defaults to the model's (or the text's `Input(CxHxW)`, else
@@ -81,19 +89,19 @@ def build_source(source: str, input_size: Sequence[int] | None = None) -> tuple[
     from ..meta import meta_build
     from ..notation import from_spec, parse, resolve_input
     from ..notation.summary import DEFAULT_HW
-    from ..registry import create_model, model_info
+    from ..registry import create_model
 
     if not isinstance(source, str) or not source.strip():
         raise ConfigError("empty source: expected a model name or a network in the compact notation")
     named = parse_source(source)
     if named is not None:
         name, options = named
-        size = tuple(input_size) if input_size is not None else model_info(name).default_input
+        size = _zoo_input(name, input_size)
         with meta_build():
             model = create_model(name, **options)
         if options:
             model.zoo_name = source.strip()
-        return model, tuple(int(v) for v in size), "model"  # type: ignore[return-value]
+        return model, size, "model"
     spec = parse(source)
     channels, hw = resolve_input(spec, None, input_size)
     size = (channels, *(hw or DEFAULT_HW))
@@ -125,20 +133,14 @@ class BuiltSources:
     def __call__(self, source: str, input_size: Sequence[int] | None = None) -> tuple[Any, tuple[int, int, int], str]:
         if not isinstance(source, str) or not source.strip():
             return build_source(source, input_size)  # its message
-        named = parse_source(source) is not None
+        named = parse_source(source)
         wanted = None if input_size is None else tuple(int(v) for v in input_size)
         key = (source.strip(), None if named else wanted)
         hit = self.items.get(key)
         if hit is not None:
             self.items.move_to_end(key)
             model, size, kind = hit
-            if named and wanted is not None:
-                size = wanted
-            elif named:
-                from ..registry import model_info
-
-                size = tuple(int(v) for v in model_info(parse_source(source)[0]).default_input)  # type: ignore[index]
-            return model, size, kind
+            return model, (_zoo_input(named[0], wanted) if named else size), kind
         built = build_source(source, input_size)
         self.items[key] = built
         while len(self.items) > self.entries:

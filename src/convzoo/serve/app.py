@@ -39,9 +39,9 @@ MAX_BATCH = 65_536
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 DTYPES = ("float32", "bfloat16")
 CACHE_ENTRIES = 64
+CACHE_BYTES = 64 * 1024 * 1024
 #: what `warm` analyses: the zoo's LeNet-5, the lecture's first network
 WARM_SOURCE = "lenet5"
-CACHE_BYTES = 64 * 1024 * 1024
 #: On every response. Images may be data: URLs (the Inside view's PNGs come inline in JSON).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
