@@ -282,6 +282,41 @@ def test_a_rows_dict_is_what_asdict_gives_and_shares_nothing(name):
                 assert d[key] is not getattr(row, key)
 
 
+@pytest.mark.parametrize("name", ["googlenet", "densenet121", "resnet20"])
+def test_a_report_dict_without_copies_is_the_same_dict(name):
+    report = analyze(name)
+    shared, copied = report.to_dict(copy=False), report.to_dict()
+    assert shared == copied and list(shared) == list(copied)
+    for row, d in zip(report.layers, shared["layers"]):
+        assert list(d) == list(copied["layers"][0]) and d["output_shape"] is row.output_shape
+
+
+@pytest.mark.parametrize("name", ["densenet121", "resnet56", "googlenet", "lenet5"])
+def test_a_prepared_network_analyses_as_a_fresh_one(name):
+    """`Prepared` keeps the set-up (module tree, layout, repeated blocks) for the next
+    analyses of the same module: every later report, at any batch, dtype or input, is the
+    one a fresh analysis gives."""
+    import torch
+
+    from convzoo.analysis.engine import Prepared
+    from convzoo.meta import meta_build
+    from convzoo.registry import create_model, model_info
+
+    with meta_build():
+        model = create_model(name)
+    prepared = Prepared(model)
+    c, h, w = model_info(name).default_input
+    grown = (c, h, w) if name == "lenet5" else (c, h + 8, w + 8)  # LeNet-5 takes 32x32 only
+    for size, batch, dtype in (((c, h, w), 1, torch.float32), ((c, h, w), 3, torch.bfloat16), (grown, 2, torch.float32)):
+        again = analyze(model, size, batch, dtype, prepared=prepared).to_dict()
+        assert again == analyze(model, size, batch, dtype).to_dict()
+        assert again == analyze(model, size, batch, dtype, prepared=prepared, replay=False).to_dict()
+    with meta_build():
+        other = create_model(name)
+    with pytest.raises(ConfigError, match="another network"):
+        analyze(other, prepared=prepared)
+
+
 @pytest.mark.parametrize("name", ["resnet20", "googlenet", "densenet121", "lenet5"])
 def test_training_false_skips_only_the_training_estimate(name):
     full, fast = analyze(name).to_dict(), analyze(name, training=False).to_dict()

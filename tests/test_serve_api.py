@@ -234,6 +234,26 @@ def test_kept_networks_answer_as_a_fresh_build_does():
     built("lenet5")
     built("vgg11")
     assert [k[0] for k in built.items] == ["lenet5", "vgg11"]  # the least recently used went first
+    kept_lenet = built("lenet5")[0]
+    prepared = built.prepared(kept_lenet)
+    assert prepared.model is kept_lenet and built.prepared(kept_lenet) is prepared  # made once, then kept
+    assert built.prepared(BuiltSources()("lenet5")[0]) is None  # a network it did not build
+    built("resnet20")
+    built("vgg11")
+    assert built.prepared(kept_lenet) is None and id(kept_lenet) not in built._prepared
+
+
+def test_answers_are_the_json_starlette_writes():
+    """The analysis answers are written with orjson where it is installed: the same bytes
+    as Starlette's JSONResponse, and the standard library for what orjson refuses."""
+    from starlette.responses import JSONResponse
+
+    from convzoo.serve.app import _json_bytes
+
+    answer = convzoo.analyze("densenet121", batch_size=3).to_dict()
+    odd = {"big": 2**70, "text": "caf\u00e9 \u2192 x", "nested": [[1, 2], {"k": None}], "flag": True, "x": 0.1}
+    for value in (answer, odd, {1: "int key"}):
+        assert _json_bytes(value) == JSONResponse(value).body
 
 
 def test_warm_readies_the_first_analysis_and_freezes_what_lives():

@@ -124,11 +124,26 @@ class BuiltSources:
     engine never changes what it measures: its meta stand-ins, modes, hooks and replayed
     forwards are all put back when a pass ends, failed or not. A zoo network is kept per
     text (it does not depend on the input); a notation network per text and input, since
-    its flatten and linear sizes come from the input."""
+    its flatten and linear sizes come from the input. With each network it keeps the
+    engine's `Prepared` (its module tree, layout and repeated blocks), made on the first
+    analysis: `prepared(model)`."""
 
     def __init__(self, entries: int = 8) -> None:
         self.entries = entries
         self.items: OrderedDict[tuple[str, Any], tuple[Any, tuple[int, int, int], str]] = OrderedDict()
+        self._prepared: dict[int, Any] = {}  # id of a kept network -> its Prepared
+
+    def prepared(self, model: Any) -> Any:
+        """The engine's `Prepared` of `model` if this cache built it and still keeps it
+        (made on first use), else None."""
+        if not any(entry[0] is model for entry in self.items.values()):
+            return None
+        found = self._prepared.get(id(model))
+        if found is None or found.model is not model:
+            from .engine import Prepared
+
+            found = self._prepared[id(model)] = Prepared(model)
+        return found
 
     def __call__(self, source: str, input_size: Sequence[int] | None = None) -> tuple[Any, tuple[int, int, int], str]:
         if not isinstance(source, str) or not source.strip():
@@ -144,8 +159,15 @@ class BuiltSources:
         built = build_source(source, input_size)
         self.items[key] = built
         while len(self.items) > self.entries:
-            self.items.popitem(last=False)
+            _, (gone, _, _) = self.items.popitem(last=False)
+            self._prepared.pop(id(gone), None)
         return built
+
+
+def _prepared(build: Build, model: Any) -> Any:
+    """The engine's `Prepared` of `model` when `build` keeps its networks (`BuiltSources`)."""
+    keeper = getattr(build, "prepared", None)
+    return keeper(model) if keeper is not None else None
 
 
 def analyze_source(
@@ -158,7 +180,7 @@ def analyze_source(
     from .engine import analyze
 
     model, size, kind = build(source, input_size)
-    report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype or torch.float32)
+    report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype or torch.float32, prepared=_prepared(build, model))
     if kind == "notation":
         report.model = "notation"
     return report
@@ -372,7 +394,7 @@ def compare(
     sides = []
     for source, size in ((a, input_a), (b, input_b)):
         model, resolved, kind = build(source, size)
-        report = analyze(model, input_size=resolved, batch_size=batch_size, dtype=dtype)
+        report = analyze(model, input_size=resolved, batch_size=batch_size, dtype=dtype, prepared=_prepared(build, model))
         if kind == "notation":
             report.model = "notation"
         sides.append((source, kind, model, report))

@@ -40,15 +40,17 @@ class LayerRecord:
     #: None when there is no training estimate
     saved_bytes: int | None = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        # what `dataclasses.asdict` gives (same keys, order and copies), without its generic
-        # recursion: the explorer converts every row of every answer (a third of a ResNet-152's
-        # update went to `asdict`)
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """What `dataclasses.asdict` gives (same keys, order and copies), without its generic
+        recursion: the explorer converts every row of every answer (a third of a ResNet-152's
+        update went to `asdict`). `copy=False` shares the shape lists with the row instead
+        of copying them, for a caller that serialises the dict at once (the explorer)."""
         d = self.__dict__
-        out = {key: d[key] for key in _ROW_FIELDS}
-        for key in ("input_shape", "output_shape"):
-            if out[key] is not None:
-                out[key] = _copied(out[key])
+        out = d.copy() if tuple(d) == _ROW_FIELDS else {key: d[key] for key in _ROW_FIELDS}
+        if copy:
+            for key in ("input_shape", "output_shape"):
+                if out[key] is not None:
+                    out[key] = _copied(out[key])
         return out
 
 
@@ -140,7 +142,9 @@ class Report:
             + round((m.input_bytes + m.saved_activation_bytes) * scale)
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """What `convzoo summary --json` prints. `copy=False` shares the rows' shape lists
+        (see `LayerRecord.to_dict`)."""
         return {
             "model": self.model,
             "input_size": list(self.input_size),
@@ -154,5 +158,5 @@ class Report:
             "other_ops_by_kind": dict(self.other_ops_by_kind),
             "output_shape": self.output_shape,
             "memory": self.memory.to_dict(),
-            "layers": [row.to_dict() for row in self.layers],
+            "layers": [row.to_dict(copy=copy) for row in self.layers],
         }
