@@ -317,6 +317,34 @@ def test_a_prepared_network_analyses_as_a_fresh_one(name):
         analyze(other, prepared=prepared)
 
 
+@pytest.mark.parametrize(
+    "name, size, batch, dtype",
+    [("densenet121", None, 2, torch.float32), ("resnet56", None, 1, torch.bfloat16), ("googlenet", None, 3, torch.float32),
+     ("lenet5", None, 1, torch.float32), ("alexnet", None, 2, torch.float32), ("resnet18", (3, 1, 1), 1, torch.float32)],
+)  # fmt: skip
+def test_the_two_halves_of_an_analysis_make_the_whole(name, size, batch, dtype):
+    """The explorer runs the training pass in a helper process while it runs the inference
+    pass (`convzoo.serve.helper`): `with_training` of the two halves is `analyze` itself,
+    and a network that cannot train on its input (resnet18 at 1x1) says so the same way."""
+    from convzoo.analysis.engine import Prepared, training_estimate, with_training
+    from convzoo.meta import meta_build
+    from convzoo.registry import create_model, model_info
+
+    with meta_build():
+        model, other = create_model(name), create_model(name)
+    size = size or model_info(name).default_input
+    whole = analyze(model, size, batch, dtype).to_dict()
+    half = analyze(other, size, batch, dtype, training=False)
+    estimate = training_estimate(model, size, batch, dtype, prepared=Prepared(model))  # a build of its own, as the helper's
+    assert with_training(half, estimate).to_dict() == whole
+    if name == "resnet18":
+        assert estimate[0] is None and "train mode" in estimate[2]
+    else:
+        assert estimate[1] == whole["memory"]["saved_activation_bytes"]
+        with pytest.raises(ConfigError, match="rows in the estimate"):
+            with_training(analyze("lenet5_paper" if name != "lenet5_paper" else "lenet5", training=False), estimate)
+
+
 @pytest.mark.parametrize("name", ["resnet20", "googlenet", "densenet121", "lenet5"])
 def test_training_false_skips_only_the_training_estimate(name):
     full, fast = analyze(name).to_dict(), analyze(name, training=False).to_dict()

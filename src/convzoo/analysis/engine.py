@@ -39,7 +39,7 @@ from . import replay as R
 from .counting import KINDS, rules
 from .report import OPTIMIZER_STATE, LayerRecord, MemoryReport, Report
 
-__all__ = ["Prepared", "analyze", "parse_input_size"]
+__all__ = ["Prepared", "analyze", "parse_input_size", "training_estimate", "with_training"]
 
 
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
@@ -750,6 +750,147 @@ def _failure(label: str, size: tuple[int, int, int], stack: list[LayerRecord], e
     return InputSizeError(f"input {c}x{h}x{w} does not fit {label}: {where}{received} and failed: {detail}")
 
 
+class _Setup:
+    """What both passes start from: fresh rows, the meta stand-ins, the meta input and the
+    blocks to replay."""
+
+    def __init__(self, model: nn.Module, size: tuple[int, int, int], batch_size: int, dtype: torch.dtype, replay: bool,
+                 prepared: Prepared | None) -> None:  # fmt: skip
+        if prepared is None:
+            prepared = Prepared(model)
+        elif prepared.model is not model:
+            raise ConfigError("analyze(): `prepared` was made for another network (Prepared(model) of this one)")
+        self.rows, self.by_module, self.spans, self.tensors = _rows(prepared.layout)
+        self.modules = list(self.by_module)
+        self.runner = _Runner(model, dtype, self.modules, self.tensors)
+        self.param_keys = self.runner.storage_keys()
+        self.x = torch.empty((batch_size, *size), dtype=dtype, device="meta")
+        self.repeated = prepared.repeated() if replay else {}
+
+
+def _training_pass(
+    model: nn.Module,
+    modules: list[nn.Module],
+    runner: "_Runner",
+    x: torch.Tensor,
+    rows: list[LayerRecord],
+    by_module: dict[nn.Module, LayerRecord],
+    spans: dict[nn.Module, tuple[int, int]],
+    repeated: dict[nn.Module, int],
+    param_keys: set[int],
+) -> tuple[dict[int, int], str]:
+    """Pass 2: the storages autograd keeps for backward (storage -> bytes), each charged to
+    the row that saved it first (`saved_bytes`); and, when the network cannot run in train
+    mode on this input, why not (then the bytes are not an estimate)."""
+    saved: dict[int, int] = {}
+    skip = param_keys | {_storage_key(x)}
+    root = rows[0]
+
+    training = R.TrainingReplay(saved, skip, spans, rows)
+    stack = [root]  # the module running now: a storage is charged to the row that saves it first
+
+    held: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> int:
+        key = _storage_key(t)
+        row = stack[-1]
+        training.packed(key, row)
+        if key not in skip and key not in saved:
+            nbytes = saved[key] = t.untyped_storage().nbytes()
+            row.saved_bytes += nbytes
+        # The graph keeps the key, not the tensor: a tensor packed as itself is a reference
+        # cycle through autograd's C++ nodes (a ReLU saves its own output), which Python's
+        # collector cannot see, and every analysis leaked its model, rows and graph (+0.55 MB
+        # an analysis in `convzoo serve`). `held` keeps the storages alive for the pass
+        # instead, so no freed address becomes a new storage's key.
+        held.append(t)
+        return key
+
+    def unpack(key: int) -> torch.Tensor:  # pragma: no cover - no backward runs
+        raise RuntimeError("the analysis graph is never run backward")
+
+    training_error = ""
+    handles = _stack_hooks(by_module, stack, root)
+    try:
+        with _mode(model, modules, True), torch.enable_grad(), \
+                torch.autograd.graph.saved_tensors_hooks(pack, unpack), R.patched(repeated, training), _FastMeta():  # fmt: skip
+            out = runner(x)
+        del out
+    except (ConvzooError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
+        # the network runs at inference (pass 1 succeeded) but cannot train on this input (batch norm on a
+        # single value per channel, for instance): report inference, say why not training
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        training_error = f"no training estimate: in train mode the network fails on input {tuple(x.shape)}: {text}"
+    finally:
+        for h in handles:
+            h.remove()
+    training.keep.clear()
+    held.clear()
+    return saved, training_error
+
+
+def _add_training(memory: MemoryReport, rows: list[LayerRecord], saved_bytes: int | None, note: str) -> None:
+    """Fill the training estimate of `memory` from the bytes saved for backward (None, with
+    `note` saying why, when there is no estimate; then no row has saved bytes either)."""
+    if saved_bytes is None:
+        by_optimizer: dict[str, int] | None = None
+        for row in rows:
+            row.saved_bytes = None
+    else:
+        base = memory.param_bytes + memory.buffer_bytes + memory.gradient_bytes + memory.input_bytes + saved_bytes
+        by_optimizer = {k: base + v for k, v in memory.optimizer_state_bytes.items()}
+    memory.saved_activation_bytes = saved_bytes
+    memory.training_bytes = None if by_optimizer is None else by_optimizer["sgd_momentum"]
+    memory.training_bytes_by_optimizer = by_optimizer
+    memory.training_note = note
+
+
+#: what `training_estimate` returns: the bytes each row saved for backward, in the report's
+#: row order, and their total (both None: no estimate), and why there is none ("" when there is)
+Estimate = tuple["list[int] | None", "int | None", str]
+
+
+def training_estimate(
+    model: nn.Module,
+    input_size: Sequence[int],
+    batch_size: int = 1,
+    dtype: torch.dtype = torch.float32,
+    *,
+    replay: bool = True,
+    prepared: Prepared | None = None,
+) -> Estimate:
+    """The training pass of `analyze` alone: the bytes each row saves for backward, for
+    `with_training`. `analyze(model, ...)` equals `with_training(analyze(model, ...,
+    training=False), training_estimate(model, ...))` for the same arguments; the explorer
+    runs the two halves in two processes at once (`convzoo.serve.helper`)."""
+    size = _check_input_size(input_size)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        run = _Setup(model, size, batch_size, dtype, replay, prepared)
+        saved, note = _training_pass(model, run.modules, run.runner, run.x, run.rows, run.by_module, run.spans,
+                                     run.repeated, run.param_keys)  # fmt: skip
+        if note:
+            return None, None, note
+        return [r.saved_bytes or 0 for r in run.rows], sum(saved.values()), note
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def with_training(report: Report, estimate: Estimate) -> Report:
+    """`report` (from `analyze(..., training=False)`) completed with the `training_estimate`
+    of the same network and arguments: its rows' saved bytes and its training memory."""
+    per_row, total, note = estimate
+    if per_row is not None and len(per_row) != len(report.layers):
+        raise ConfigError(f"with_training(): {len(per_row)} rows in the estimate, {len(report.layers)} in the report")
+    if per_row is not None:
+        for row, nbytes in zip(report.layers, per_row):
+            row.saved_bytes = nbytes
+    _add_training(report.memory, report.layers, total, note)
+    return report
+
+
 def _dynamo_imported() -> bool:
     return "torch._dynamo" in sys.modules
 
@@ -812,19 +953,11 @@ def _analyze(
     t0 = time.perf_counter()
     model, label, size = _resolve(model_or_name, input_size)
     itemsize = torch.empty((), dtype=dtype, device="meta").element_size()
-    if prepared is None:
-        prepared = Prepared(model)
-    elif prepared.model is not model:
-        raise ConfigError("analyze(): `prepared` was made for another network (Prepared(model) of this one)")
-    rows, by_module, spans, tensors = _rows(prepared.layout)
-    modules = list(by_module)
-    root = rows[0]
-    runner = _Runner(model, dtype, modules, tensors)
-    param_keys = runner.storage_keys()
-    shape = (batch_size, *size)
-    x = torch.empty(shape, dtype=dtype, device="meta")
+    run = _Setup(model, size, batch_size, dtype, replay, prepared)
+    rows, by_module, spans, tensors, modules = run.rows, run.by_module, run.spans, run.tensors, run.modules
+    root, runner, param_keys, x, repeated = rows[0], run.runner, run.param_keys, run.x, run.repeated
+    shape = tuple(x.shape)
     input_bytes = x.numel() * itemsize
-    repeated = prepared.repeated() if replay else {}
     t1 = time.perf_counter()
 
     # -- pass 1: inference, priced op by op --------------------------------------------
@@ -851,50 +984,10 @@ def _analyze(
     t2 = time.perf_counter()
 
     # -- pass 2: training, what autograd keeps for backward ----------------------------
-    saved: dict[int, int] = {}
-    skip = param_keys | {_storage_key(x)}
-
-    training = R.TrainingReplay(saved, skip, spans, rows)
-    stack = [root]  # the module running now: a storage is charged to the row that saves it first
-
-    held: list[torch.Tensor] = []
-
-    def pack(t: torch.Tensor) -> int:
-        key = _storage_key(t)
-        row = stack[-1]
-        training.packed(key, row)
-        if key not in skip and key not in saved:
-            nbytes = saved[key] = t.untyped_storage().nbytes()
-            row.saved_bytes += nbytes
-        # The graph keeps the key, not the tensor: a tensor packed as itself is a reference
-        # cycle through autograd's C++ nodes (a ReLU saves its own output), which Python's
-        # collector cannot see, and every analysis leaked its model, rows and graph (+0.55 MB
-        # an analysis in `convzoo serve`). `held` keeps the storages alive for the pass
-        # instead, so no freed address becomes a new storage's key.
-        held.append(t)
-        return key
-
-    def unpack(key: int) -> torch.Tensor:  # pragma: no cover - no backward runs
-        raise RuntimeError("the analysis graph is never run backward")
-
-    training_error = "" if train else "no training estimate: not asked for (analyze(..., training=False))"
-    handles = _stack_hooks(by_module, stack, root) if train else []
-    try:
-        if train:
-            with _mode(model, modules, True), torch.enable_grad(), \
-                    torch.autograd.graph.saved_tensors_hooks(pack, unpack), R.patched(repeated, training), _FastMeta():  # fmt: skip
-                out = runner(x)
-            del out
-    except (ConvzooError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as err:
-        # the network runs at inference (pass 1 succeeded) but cannot train on this input (batch norm on a
-        # single value per channel, for instance): report inference, say why not training
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        training_error = f"no training estimate: in train mode the network fails on input {tuple(shape)}: {text}"
-    finally:
-        for h in handles:
-            h.remove()
-    training.keep.clear()
-    held.clear()
+    if train:
+        saved, training_error = _training_pass(model, modules, runner, x, rows, by_module, spans, repeated, param_keys)
+    else:
+        saved, training_error = {}, "no training estimate: not asked for (analyze(..., training=False))"
     t3 = time.perf_counter()
 
     # -- totals ---------------------------------------------------------------------------
@@ -915,28 +1008,19 @@ def _analyze(
     buffer_bytes = sum(b.numel() * (itemsize if b.is_floating_point() else b.element_size()) for b in buffers)
     grad_bytes = trainable * itemsize
     optimizer_state = {k: v * grad_bytes for k, v in OPTIMIZER_STATE.items()}
-    if training_error:
-        saved_bytes: int | None = None
-        by_optimizer: dict[str, int] | None = None
-        for row in rows:
-            row.saved_bytes = None
-    else:
-        saved_bytes = sum(saved.values())
-        base = param_bytes + buffer_bytes + grad_bytes + input_bytes + saved_bytes
-        by_optimizer = {k: base + v for k, v in optimizer_state.items()}
     memory = MemoryReport(
         param_bytes=param_bytes,
         buffer_bytes=buffer_bytes,
         input_bytes=input_bytes,
         forward_activation_bytes=walk.written,
         peak_inference_bytes=param_bytes + buffer_bytes + input_bytes + walk.peak,
-        saved_activation_bytes=saved_bytes,
+        saved_activation_bytes=None,
         gradient_bytes=grad_bytes,
         optimizer_state_bytes=optimizer_state,
-        training_bytes=None if by_optimizer is None else by_optimizer["sgd_momentum"],
-        training_bytes_by_optimizer=by_optimizer,
-        training_note=training_error,
+        training_bytes=None,
+        training_bytes_by_optimizer=None,
     )
+    _add_training(memory, rows, None if training_error else sum(saved.values()), training_error)
     return Report(
         model=label,
         input_size=size,
