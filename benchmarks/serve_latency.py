@@ -71,7 +71,7 @@ def _timed(client: Any, body: dict) -> tuple[float, float, Any]:
     return wall, cpu, r
 
 
-def update_times(models: list[str], repeats: int) -> dict[str, dict[str, dict[str, float]]]:
+def update_times(models: list[str], repeats: int, helper: bool = True) -> dict[str, dict[str, dict[str, float]]]:
     """Per model: `pick` = the network chosen afresh (answer cache and kept networks
     emptied: it is built, then analysed); `update` = a control changed on the picked
     network (batch 2, 3, ...: a new analysis of the kept network, not a cached answer)."""
@@ -80,9 +80,11 @@ def update_times(models: list[str], repeats: int) -> dict[str, dict[str, dict[st
 
     from convzoo.serve import create_app
 
-    app = create_app(runs_dir=None)
+    app = create_app(runs_dir=None, helper=helper)  # as `convzoo serve` makes it (`--no-helper`: helper=False)
     client = TestClient(app, base_url="http://127.0.0.1:8765")
     app.state.warm()  # what `convzoo serve` does before its first request (imports, rules, gc.freeze)
+    if helper and not app.state.helper.wait_ready(120):
+        raise SystemExit(f"the helper process is not ready: {app.state.helper.broken}")
     out: dict[str, dict[str, dict[str, float]]] = {}
 
     def probe() -> float:
@@ -93,10 +95,14 @@ def update_times(models: list[str], repeats: int) -> dict[str, dict[str, dict[st
         # large one (densenet121 at batch 2..4, kept, uncached) took just before
         for kept in app.state.kept_networks:
             kept.items.clear()
+        if app.state.helper is not None:
+            assert app.state.helper.forget()
         app.state.cache.items.clear()
         app.state.cache.bytes = 0
-        times = [_timed(client, {"source": "densenet121", "batch_size": b})[0] for b in (1, 2, 3, 4)]
-        return statistics.median(times[1:])
+        _timed(client, {"source": "densenet121", "batch_size": 1})  # the pick
+        if app.state.helper is not None:
+            assert app.state.helper.settle()
+        return statistics.median(_timed(client, {"source": "densenet121", "batch_size": b})[0] for b in (2, 3, 4))
 
     for name in models:
         speed = probe()
@@ -107,9 +113,15 @@ def update_times(models: list[str], repeats: int) -> dict[str, dict[str, dict[st
             app.state.cache.bytes = 0
             for kept in app.state.kept_networks:
                 kept.items.clear()
+            if app.state.helper is not None:
+                assert app.state.helper.forget()  # the helper builds afresh too
             wall, cpu, r = _timed(client, {"source": name, "batch_size": 1})
             picks[0].append(wall)
             picks[1].append(cpu)
+        if app.state.helper is not None:
+            # updates begin once the helper has built the picked network (it does after the
+            # pick is answered, as a user looks at it); one sent at once would wait for that build
+            assert app.state.helper.settle()
         for batch in range(2, 2 + repeats):
             wall, cpu, r = _timed(client, {"source": name, "batch_size": batch})
             assert r.headers.get("x-convzoo-cache") == "miss"
@@ -128,12 +140,61 @@ def update_times(models: list[str], repeats: int) -> dict[str, dict[str, dict[st
         print(f"  {name:22s} update wall p50 {w['p50']:7.1f} p95 {w['p95']:7.1f} ms (cpu p95 {c['p95']:7.1f})"
               f"  p95/goal {w['p95'] / goal:5.2f}  | pick wall p50 {pw['p50']:7.1f} p95 {pw['p95']:7.1f} ms, /goal {pw['p95'] / goal:5.2f}"
               f"  (hit {hit_ms:.1f} ms, {len(r.content) / 1000:.0f} kB; probe {speed:.1f} ms)", flush=True)  # fmt: skip
+    if helper:
+        h = app.state.helper
+        print(f"  the helper process ran the training pass of {h.used} analyses"
+              + (f"; it stopped: {h.broken}" if h.broken else ""), flush=True)  # fmt: skip
+        if h.broken:
+            raise SystemExit("the helper failed during the measurement: the figures above are partly without it")
+    app.state.close()
+    return out
+
+
+def paired(models: list[str], repeats: int) -> dict[str, dict[str, float]]:
+    """Updates with and without the helper process, interleaved request by request in one
+    process (two apps), so that both see the same machine: the helper's gain as a ratio."""
+    from starlette.testclient import TestClient
+
+    from convzoo.serve import create_app
+
+    with_app, alone_app = create_app(runs_dir=None, helper=True), create_app(runs_dir=None)
+    with_app.state.warm(freeze=False)
+    alone_app.state.warm()
+    if not with_app.state.helper.wait_ready(120):
+        raise SystemExit(f"the helper process is not ready: {with_app.state.helper.broken}")
+    clients = [TestClient(a, base_url="http://127.0.0.1:8765") for a in (with_app, alone_app)]
+    out: dict[str, dict[str, float]] = {}
+    print(f"  updates with the helper against without it, interleaved, {repeats} of each:", flush=True)
+    for name in models:
+        for c in clients:
+            _timed(c, {"source": name, "batch_size": 1})  # the pick
+        assert with_app.state.helper.settle()  # the helper has built it too
+        times: tuple[list[float], list[float]] = ([], [])
+        for batch in range(2, 2 + repeats):
+            for c, t in zip(clients, times):
+                t.append(_timed(c, {"source": name, "batch_size": batch})[0])
+        h, a = statistics.median(times[0]), statistics.median(times[1])
+        out[name] = {"helper_p50_ms": h, "helper_p95_ms": pct(times[0], 95), "alone_p50_ms": a, "alone_p95_ms": pct(times[1], 95),
+                     "ratio_p50": h / a}  # fmt: skip
+        print(f"  {name:22s} with the helper p50 {h:7.1f} p95 {pct(times[0], 95):7.1f} ms | alone p50 {a:7.1f} "
+              f"p95 {pct(times[1], 95):7.1f} ms | ratio {h / a:.2f}", flush=True)  # fmt: skip
+    if with_app.state.helper.broken:
+        raise SystemExit(f"the helper failed during the measurement: {with_app.state.helper.broken}")
+    with_app.state.close()
     return out
 
 
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (the helper of `convzoo serve`)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def cpu_s(pid: int) -> float:
@@ -187,10 +248,12 @@ def served(analyses: int) -> dict[str, float]:
               f"wall, {first_cpu / GOALS['first_request_s']:.2f} CPU)", flush=True)  # fmt: skip
         result = {"serve_ready_s": ready, "serve_ready_cpu_s": ready_cpu, "first_request_s": first, "first_request_cpu_s": first_cpu}
         if analyses:
+            helpers = children(proc.pid)
             start = rss_mb(proc.pid)
             for i, src in enumerate(MIXED):  # warm-up: each source once
                 post(url + "api/analyze", {"source": src, "batch_size": 1000 + i})
             warm = rss_mb(proc.pid)
+            helper_warm = sum(rss_mb(c) for c in helpers)
             t0 = time.perf_counter()
             peak = warm
             for i in range(analyses):
@@ -201,11 +264,14 @@ def served(analyses: int) -> dict[str, float]:
             end = rss_mb(proc.pid)
             took = time.perf_counter() - t0
             growth = end - warm
+            helper_end = sum(rss_mb(c) for c in helpers)
             print(f"  RSS: {start:.0f} MiB after start, {warm:.0f} after warm-up, {end:.0f} after {analyses} analyses "
                   f"(peak {peak:.0f}): growth {growth:+.1f} MiB (goal {GOALS['rss_growth_mb']} MB, ratio {growth / GOALS['rss_growth_mb']:.2f}); "
                   f"{took:.0f} s", flush=True)  # fmt: skip
+            print(f"  its helper process ({len(helpers)}): {helper_warm:.0f} MiB after warm-up, {helper_end:.0f} after the "
+                  f"analyses: growth {helper_end - helper_warm:+.1f} MiB", flush=True)  # fmt: skip
             result.update(rss_start_mib=start, rss_warm_mib=warm, rss_end_mib=end, rss_peak_mib=peak, rss_growth_mib=growth,
-                          analyses=analyses, analyses_s=took)  # fmt: skip
+                          analyses=analyses, analyses_s=took, helper_rss_warm_mib=helper_warm, helper_rss_end_mib=helper_end)  # fmt: skip
         return result
     finally:
         proc.terminate()
@@ -264,7 +330,10 @@ def main() -> None:
     ap.add_argument("--models", default="all", help="comma list, or 'all' (every zoo model)")
     ap.add_argument("--analyses", type=int, default=1000, help="analyses of the memory check")
     ap.add_argument("--skip", default="", help="comma list of: updates, serve, rss, page, browser")
+    ap.add_argument("--pair", default=None, metavar="MODELS",
+                    help="comma list: time these models' updates with and without the helper, interleaved")  # fmt: skip
     ap.add_argument("--json", default=None, metavar="PATH")
+    ap.add_argument("--no-helper", action="store_true", help="time the updates without the helper process (convzoo serve --no-helper)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     print(f"# serve_latency: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -281,8 +350,9 @@ def main() -> None:
         import convzoo
 
         models = convzoo.list_models() if args.models == "all" else args.models.split(",")
-        print(f"  server time per update and per pick, {args.repeats} uncached requests of each:", flush=True)
-        updates = update_times(models, args.repeats)
+        print(f"  server time per update and per pick, {args.repeats} uncached requests of each, "
+              f"{'without' if args.no_helper else 'with'} the helper process:", flush=True)  # fmt: skip
+        updates = update_times(models, args.repeats, helper=not args.no_helper)
         result["updates"] = updates
         for label, names, goal in (("zoo models but the two 1000-layer nets", [m for m in updates if m not in BIG], GOALS["update_p95_ms"]),
                                    ("resnet1202 and preact_resnet1001", [m for m in updates if m in BIG], GOALS["update_big_p95_ms"])):  # fmt: skip
@@ -297,6 +367,8 @@ def main() -> None:
                   + (f" ({', '.join(over)})" if over else "")
                   + f"; picks over it: {len(picks_over)} of {len(names)}"
                   + (f" ({', '.join(picks_over)})" if picks_over else ""), flush=True)  # fmt: skip
+    if args.pair:
+        result["paired"] = paired(args.pair.split(","), args.repeats)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

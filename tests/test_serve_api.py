@@ -227,6 +227,7 @@ def test_kept_networks_answer_as_a_fresh_build_does():
         assert got.json() == analyze_source(source, shape, batch, getattr(torch, dtype)).to_dict(), body
     (kept,) = app.state.kept_networks
     assert len(kept.items) == 6  # a zoo network once whatever its input; a notation one per input
+    assert len(kept._prepared) == 6  # and the engine's set-up of each, reused by its updates
     built = BuiltSources(entries=2)
     first = built("lenet5")[0]
     assert built("lenet5", (1, 28, 28))[0] is first and built("lenet5")[1] == (1, 32, 32)
@@ -254,6 +255,53 @@ def test_answers_are_the_json_starlette_writes():
     odd = {"big": 2**70, "text": "caf\u00e9 \u2192 x", "nested": [[1, 2], {"k": None}], "flag": True, "x": 0.1}
     for value in (answer, odd, {1: "int key"}):
         assert _json_bytes(value) == JSONResponse(value).body
+
+
+def test_the_helper_process_gives_the_same_answers_and_is_never_needed():
+    """With the helper (what `convzoo serve` runs), each analysis's training pass runs in a
+    second process: the answers are the library's, a failing request leaves it in step, and
+    when it dies the server analyses alone, with the same answers."""
+    import torch
+
+    from convzoo.analysis.compare import analyze_source
+
+    app = create_app(runs_dir=None, helper=True)
+    try:
+        app.state.warm(freeze=False)
+        helper = app.state.helper
+        assert helper.wait_ready(120), helper.broken
+        c = TestClient(app, base_url="http://127.0.0.1:8765")
+        requests = [("densenet121", None, 2, "float32"), ("vgg11", "3x16x16", 1, "float32"),  # the second fails
+                    (LENET, "1x32x32", 3, "bfloat16"), ("resnet18", "3x1x1", 1, "float32"),  # cannot train at 1x1
+                    ("resnet20(unit=full_preact)", None, 4, "float32"), ("googlenet", None, 1, "bfloat16")]  # fmt: skip
+        for source, size, batch, dtype in requests:
+            body = {"source": source, "batch_size": batch, "dtype": dtype, **({"input": size} if size else {})}
+            got = c.post("/api/analyze", json=body)
+            if source == "vgg11":
+                assert got.status_code == 400 and "too small" in got.json()["error"]
+                continue
+            shape = None if size is None else tuple(int(v) for v in size.split("x"))
+            assert got.status_code == 200 and got.json() == analyze_source(source, shape, batch, getattr(torch, dtype)).to_dict()
+        assert helper.used == 0 and not helper.broken  # picks are analysed here (the helper builds them after)
+        for source, size, batch, dtype in requests[2:]:  # again, now kept: updates
+            body = {"source": source, "batch_size": batch + 1, "dtype": dtype, **({"input": size} if size else {})}
+            shape = None if size is None else tuple(int(v) for v in size.split("x"))
+            assert c.post("/api/analyze", json=body).json() == analyze_source(source, shape, batch + 1, getattr(torch, dtype)).to_dict()
+        assert helper.used == 4 and helper.settle()  # updates: with the helper
+        number = helper.ask("lenet5", None, 1, "float32")
+        assert helper.answer(number, ["not", "these", "rows"]) is None  # another network's rows: not used
+        assert helper.forget()  # it builds afresh (benchmarks' picks); answers stay the same
+        assert c.post("/api/analyze", json={"source": "densenet121", "batch_size": 6}).json() == \
+            convzoo.analyze("densenet121", batch_size=6).to_dict()  # fmt: skip
+        assert helper.used == 5  # kept here, so an update: the helper built it again itself
+        helper.process.kill()
+        helper.process.wait()
+        got = c.post("/api/analyze", json={"source": "densenet121", "batch_size": 5})
+        assert got.json() == convzoo.analyze("densenet121", batch_size=5).to_dict()
+        assert "ended" in helper.broken and helper.used == 5
+    finally:
+        app.state.close()
+    assert app.state.helper.process is None
 
 
 def test_warm_readies_the_first_analysis_and_freezes_what_lives():

@@ -133,6 +133,14 @@ class BuiltSources:
         self.items: OrderedDict[tuple[str, Any], tuple[Any, tuple[int, int, int], str]] = OrderedDict()
         self._prepared: dict[int, Any] = {}  # id of a kept network -> its Prepared
 
+    def keeps(self, source: str, input_size: Sequence[int] | None = None) -> bool:
+        """Whether the network of `source` at `input_size` is kept (the next call builds nothing)."""
+        if not isinstance(source, str) or not source.strip():
+            return False
+        named = parse_source(source)
+        wanted = None if input_size is None else tuple(int(v) for v in input_size)
+        return (source.strip(), None if named else wanted) in self.items
+
     def prepared(self, model: Any) -> Any:
         """The engine's `Prepared` of `model` if this cache built it and still keeps it
         (made on first use), else None."""
@@ -171,16 +179,44 @@ def _prepared(build: Build, model: Any) -> Any:
 
 
 def analyze_source(
-    source: str, input_size: Sequence[int] | None = None, batch_size: int = 1, dtype: Any = None, *, build: Build = build_source
+    source: str,
+    input_size: Sequence[int] | None = None,
+    batch_size: int = 1,
+    dtype: Any = None,
+    *,
+    build: Build = build_source,
+    helper: Any = None,
 ) -> Any:
     """`convzoo.analyze` of a source text (see `build_source`; `build` may be a
-    `BuiltSources`, which keeps the networks it built); returns the `Report`."""
+    `BuiltSources`, which keeps the networks it built); returns the `Report`.
+
+    `helper` (the explorer's `serve.helper.TrainingHelper`) runs the training pass in
+    another process while this one runs the inference pass; the report is the same (when
+    the helper cannot answer, the pass runs here)."""
     import torch
 
-    from .engine import analyze
+    from .engine import analyze, training_estimate, with_training
 
+    dtype = dtype or torch.float32
+    # The helper takes the training pass of a network already kept here (an update). A
+    # network built now (a pick) is analysed here alone, and the helper is then asked to
+    # build it for the updates to come: two builds at once on two cores took longer than
+    # one build and both passes (ResNet-1202: 630 against 480 ms).
+    keeps = getattr(build, "keeps", None)
+    update = helper is not None and keeps is not None and keeps(source, input_size)
+    number = helper.ask(source, input_size, batch_size, str(dtype).replace("torch.", "")) if update else None
     model, size, kind = build(source, input_size)
-    report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype or torch.float32, prepared=_prepared(build, model))
+    prepared = _prepared(build, model)
+    if number is None:
+        report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype, prepared=prepared)
+    else:
+        report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype, prepared=prepared, training=False)
+        estimate = helper.answer(number, [r.name for r in report.layers])
+        if estimate is None:
+            estimate = training_estimate(model, size, batch_size, dtype, prepared=prepared)
+        with_training(report, estimate)
+    if helper is not None and not update and keeps is not None:
+        helper.prefetch(source, input_size)  # after this analysis, so that the two do not compete
     if kind == "notation":
         report.model = "notation"
     return report

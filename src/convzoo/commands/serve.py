@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of training runs the page may read (default runs/)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--no-helper", action="store_true",
+                   help="analyse in this process only (by default a helper process runs each analysis's "
+                        "training pass beside its inference pass: about half the time of a large network's update, "
+                        "for a second process of about 500 MB)")  # fmt: skip
 
 
 def _loopback(host: str) -> bool:
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if extra:
         print(f"convzoo serve: warning: {args.host} is not a loopback address; anyone who can reach it can use the page",
               file=sys.stderr)  # fmt: skip
-    app = create_app(runs_dir=args.runs, allowed_hosts=extra)
+    app = create_app(runs_dir=args.runs, allowed_hosts=extra, helper=not args.no_helper)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{port}/"
     print(f"convzoo serve: {url} (Ctrl-C stops)", flush=True)
@@ -61,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(url)
-    app.state.warm()  # torch and the engine imported before the first request is read
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    server.run(sockets=[sock])
+    try:
+        app.state.warm()  # torch and the engine imported before the first request is read
+        server.run(sockets=[sock])
+    finally:
+        app.state.close()
     return 0

@@ -181,21 +181,28 @@ def _dtype(value: Any) -> Any:
     return getattr(torch, value)
 
 
-def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(
+    runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str] | None = None, helper: bool = False
+) -> Starlette:
     """The explorer's ASGI app. `runs_dir`: the run folders later views read;
-    `allowed_hosts`: Host names accepted besides the loopback ones."""
+    `allowed_hosts`: Host names accepted besides the loopback ones; `helper`: run each
+    analysis's training pass in a helper process beside its inference pass (`serve.helper`;
+    started by `app.state.warm()`, stopped by `app.state.close()`), as `convzoo serve` does."""
     lock = threading.Lock()
     hosts = {h.lower() for h in (*LOOPBACK, *(allowed_hosts or []))}
     cache = ResponseCache()
     kept: list[Any] = []  # the BuiltSources (made on first use: its module imports torch)
+    from .helper import TrainingHelper
 
-    def built(source: str, input_size: Any) -> Any:
-        """The networks last analysed, kept for the next update of the same text."""
+    training_helper = TrainingHelper() if helper else None
+
+    def built() -> Any:
+        """The networks last analysed (`BuiltSources`), kept for the next update of the same text."""
         if not kept:
             from ..analysis.compare import BuiltSources
 
             kept.append(BuiltSources())
-        return kept[0](source, input_size)
+        return kept[0]
 
     def warm(freeze: bool = True) -> None:
         """Get the first analysis ready before the first request: import torch and the
@@ -211,10 +218,12 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         after the freeze it adds 10-25 ms (docs/performance.md)."""
         import gc
 
+        if training_helper is not None:
+            training_helper.start()  # it imports torch on the other core meanwhile
         with lock:
             from ..analysis.compare import analyze_source
 
-            analyze_source(WARM_SOURCE, build=built).to_dict()
+            analyze_source(WARM_SOURCE, build=built()).to_dict()
         if freeze:
             gc.collect()
             gc.freeze()
@@ -277,7 +286,8 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         from ..analysis.compare import analyze_source
 
         key = ("analyze", source, size, batch, str(dtype))
-        return await run(lambda: analyze_source(source, size, batch, dtype, build=built).to_dict(copy=False), cache_key=key)
+        return await run(lambda: analyze_source(source, size, batch, dtype, build=built(), helper=training_helper).to_dict(copy=False),
+                         cache_key=key)  # fmt: skip
 
     async def notation(request: Request) -> Response:
         name = request.path_params["name"]
@@ -325,7 +335,7 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
         from ..analysis.compare import compare as _compare
 
         key = ("compare", a, b, ia, ib, batch, str(dtype))
-        return await run(_compare, a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype, build=built, cache_key=key)
+        return await run(lambda: _compare(a, b, input_a=ia, input_b=ib, batch_size=batch, dtype=dtype, build=built()), cache_key=key)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -376,4 +386,6 @@ def create_app(runs_dir: str | Path | None = "runs", *, allowed_hosts: list[str]
     app.state.cache = cache
     app.state.kept_networks = kept  # the BuiltSources, once made (benchmarks empty it)
     app.state.warm = warm
+    app.state.helper = training_helper
+    app.state.close = training_helper.close if training_helper is not None else (lambda: None)
     return app
