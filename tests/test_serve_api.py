@@ -270,6 +270,7 @@ def test_the_helper_process_gives_the_same_answers_and_is_never_needed():
         app.state.warm(freeze=False)
         helper = app.state.helper
         assert helper.wait_ready(120), helper.broken
+        helper.worth_s = 0.0  # every kept network goes to the helper (by default only those it speeds up)
         c = TestClient(app, base_url="http://127.0.0.1:8765")
         requests = [("densenet121", None, 2, "float32"), ("vgg11", "3x16x16", 1, "float32"),  # the second fails
                     (LENET, "1x32x32", 3, "bfloat16"), ("resnet18", "3x1x1", 1, "float32"),  # cannot train at 1x1
@@ -294,6 +295,11 @@ def test_the_helper_process_gives_the_same_answers_and_is_never_needed():
         assert c.post("/api/analyze", json={"source": "densenet121", "batch_size": 6}).json() == \
             convzoo.analyze("densenet121", batch_size=6).to_dict()  # fmt: skip
         assert helper.used == 5  # kept here, so an update: the helper built it again itself
+        helper.worth_s = 3600.0  # now no network is worth the exchange: analysed here alone
+        assert c.post("/api/analyze", json={"source": "densenet121", "batch_size": 7}).json() == \
+            convzoo.analyze("densenet121", batch_size=7).to_dict()  # fmt: skip
+        assert helper.used == 5
+        helper.worth_s = 0.0
         helper.process.kill()
         helper.process.wait()
         got = c.post("/api/analyze", json={"source": "densenet121", "batch_size": 5})

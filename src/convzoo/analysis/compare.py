@@ -126,20 +126,23 @@ class BuiltSources:
     text (it does not depend on the input); a notation network per text and input, since
     its flatten and linear sizes come from the input. With each network it keeps the
     engine's `Prepared` (its module tree, layout and repeated blocks), made on the first
-    analysis: `prepared(model)`."""
+    analysis: `prepared(model)`; and how long its last whole analysis took (`seconds`)."""
 
     def __init__(self, entries: int = 8) -> None:
         self.entries = entries
         self.items: OrderedDict[tuple[str, Any], tuple[Any, tuple[int, int, int], str]] = OrderedDict()
         self._prepared: dict[int, Any] = {}  # id of a kept network -> its Prepared
+        #: id of a kept network -> seconds of its last whole analysis in this process (`analyze_source`)
+        self.seconds: dict[int, float] = {}
 
-    def keeps(self, source: str, input_size: Sequence[int] | None = None) -> bool:
-        """Whether the network of `source` at `input_size` is kept (the next call builds nothing)."""
+    def kept(self, source: str, input_size: Sequence[int] | None = None) -> Any:
+        """The kept network of `source` at `input_size` (the next call builds nothing), or None."""
         if not isinstance(source, str) or not source.strip():
-            return False
+            return None
         named = parse_source(source)
         wanted = None if input_size is None else tuple(int(v) for v in input_size)
-        return (source.strip(), None if named else wanted) in self.items
+        hit = self.items.get((source.strip(), None if named else wanted))
+        return None if hit is None else hit[0]
 
     def prepared(self, model: Any) -> Any:
         """The engine's `Prepared` of `model` if this cache built it and still keeps it
@@ -169,6 +172,7 @@ class BuiltSources:
         while len(self.items) > self.entries:
             _, (gone, _, _) = self.items.popitem(last=False)
             self._prepared.pop(id(gone), None)
+            self.seconds.pop(id(gone), None)
         return built
 
 
@@ -198,25 +202,30 @@ def analyze_source(
     from .engine import analyze, training_estimate, with_training
 
     dtype = dtype or torch.float32
-    # The helper takes the training pass of a network already kept here (an update). A
-    # network built now (a pick) is analysed here alone, and the helper is then asked to
-    # build it for the updates to come: two builds at once on two cores took longer than
-    # one build and both passes (ResNet-1202: 630 against 480 ms).
-    keeps = getattr(build, "keeps", None)
-    update = helper is not None and keeps is not None and keeps(source, input_size)
-    number = helper.ask(source, input_size, batch_size, str(dtype).replace("torch.", "")) if update else None
+    # The helper takes the training pass of a network already kept here (an update) whose
+    # last analysis here alone took at least `helper.worth_s`: below that, the exchange costs
+    # more than the pass (LeNet-5: 28 against 14 ms). A network built now (a pick) is analysed
+    # here alone, and then, if it is worth it, the helper is asked to build it for the
+    # updates to come: two builds at once on two cores took longer than one build and both
+    # passes (ResNet-1202: 630 against 480 ms).
+    keeper = build if isinstance(build, BuiltSources) and helper is not None else None
+    known = keeper.kept(source, input_size) if keeper is not None else None
+    worth = known is not None and keeper.seconds.get(id(known), 0.0) >= helper.worth_s  # type: ignore[union-attr]
+    number = helper.ask(source, input_size, batch_size, str(dtype).replace("torch.", "")) if worth else None
     model, size, kind = build(source, input_size)
     prepared = _prepared(build, model)
     if number is None:
         report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype, prepared=prepared)
+        if keeper is not None:
+            keeper.seconds[id(model)] = report.timings["total"]
+            if known is None and report.timings["total"] >= helper.worth_s:
+                helper.prefetch(source, input_size)  # after this analysis, so that the two do not compete
     else:
         report = analyze(model, input_size=size, batch_size=batch_size, dtype=dtype, prepared=prepared, training=False)
         estimate = helper.answer(number, [r.name for r in report.layers])
         if estimate is None:
             estimate = training_estimate(model, size, batch_size, dtype, prepared=prepared)
         with_training(report, estimate)
-    if helper is not None and not update and keeps is not None:
-        helper.prefetch(source, input_size)  # after this analysis, so that the two do not compete
     if kind == "notation":
         report.model = "notation"
     return report

@@ -218,8 +218,6 @@ def create_app(
         after the freeze it adds 10-25 ms (docs/performance.md)."""
         import gc
 
-        if training_helper is not None:
-            training_helper.start()  # it imports torch on the other core meanwhile
         with lock:
             from ..analysis.compare import analyze_source
 
@@ -227,6 +225,11 @@ def create_app(
         if freeze:
             gc.collect()
             gc.freeze()
+        if training_helper is not None:
+            # after the warm-up, not during it: two interpreters importing torch at once on
+            # a 2-core machine made the server answer its first request after 5.9 s, not 3.2;
+            # until the helper is ready (about 3 s more) the server analyses alone
+            training_helper.start()
 
     async def body(request: Request) -> dict[str, Any]:
         raw = b""

@@ -9,9 +9,10 @@ analysis the server sends the request to the helper, runs the inference pass its
 completes its report with the helper's `training_estimate` (`engine.with_training`). On a
 2-core machine a DenseNet's update then costs about one pass instead of two.
 
-The helper takes the training pass of the networks the server already keeps (updates); a
-network the server builds afresh (a pick) is analysed in the server alone, and the helper
-is then asked to build it too (`prefetch`), ready for the updates that follow. The server
+The helper takes the training pass of the networks the server already keeps (updates) whose
+last analysis in the server alone took at least `WORTH_S`; a network the server builds
+afresh (a pick) is analysed in the server alone, and the helper is then asked to build it
+too (`prefetch`, when it is worth it), ready for the updates that follow. The server
 never depends on it: until the helper has said it is ready, after it failed or
 died, or when its answer does not fit the report (another row count or other row names),
 the server runs the training pass itself. Answers are matched to requests by number, so an
@@ -34,6 +35,10 @@ __all__ = ["TrainingHelper", "row_digest"]
 
 #: how long the server waits for an answer before it runs the pass itself (and stops using the helper)
 ANSWER_TIMEOUT_S = 60.0
+#: the helper takes the networks whose whole analysis took at least this long in the server:
+#: below it, sending the request and reading the answer cost more than the pass saves
+#: (docs/performance.md: LeNet-5 28 against 14 ms with the helper, googlenet 39 against 52)
+WORTH_S = 0.040
 
 
 def row_digest(names: Sequence[str]) -> int:
@@ -111,6 +116,7 @@ class TrainingHelper:
         self.broken = ""  # why the helper is no longer used ("" while it is)
         self.number = 0
         self.used = 0  # analyses whose training pass the helper ran
+        self.worth_s = WORTH_S
         self._buffer = b""
 
     def start(self) -> None:
