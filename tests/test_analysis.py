@@ -357,3 +357,31 @@ def test_training_false_skips_only_the_training_estimate(name):
     assert {k: v for k, v in sm.items() if "training" not in k and "saved" not in k} == \
         {k: v for k, v in fm.items() if "training" not in k and "saved" not in k}  # fmt: skip
     assert all(r.saved_bytes is None for r in analyze(name, training=False).layers)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "densenet121", "googlenet", "lenet5"])
+def test_an_analysis_leaves_no_reference_cycles(name):
+    """A network analysed and dropped is freed at once by reference counting: nothing of it
+    waits in a cycle for the collector. (The fingerprints' recursive inner function once kept
+    every module alive that way, and in the explorer the full collection that finally freed
+    a dropped 1000-layer network took 500 ms of an update.)"""
+    import gc
+
+    from convzoo.analysis.engine import Prepared
+    from convzoo.meta import meta_build
+    from convzoo.registry import create_model
+
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        with meta_build():
+            model = create_model(name)
+        prepared = Prepared(model)
+        analyze(model, prepared=prepared)
+        analyze(model, batch_size=2, dtype=torch.bfloat16, prepared=prepared)
+        del model, prepared
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()

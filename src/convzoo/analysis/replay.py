@@ -135,7 +135,13 @@ def fingerprints(model: nn.Module, tree: tuple[list[tuple[str, nn.Module, int]],
         done[key_id] = fp_value
         return fp_value
 
-    visit(model)
+    try:
+        visit(model)
+    finally:
+        # a recursive inner function refers to itself through its closure: a reference cycle
+        # that kept `result`, and through it every module of the network, alive until the
+        # next full collection (which, in the explorer, then took hundreds of milliseconds)
+        visit = None  # type: ignore[assignment]  # noqa: F841
     return result
 
 
@@ -157,9 +163,12 @@ def replayable_roots(model: nn.Module, prints: dict[nn.Module, int]) -> dict[nn.
             if c is not None:
                 walk(c)
 
-    for c in model._modules.values():
-        if c is not None:
-            walk(c)
+    try:
+        for c in model._modules.values():
+            if c is not None:
+                walk(c)
+    finally:
+        walk = None  # type: ignore[assignment]  # noqa: F841  (the cycle of `fingerprints`' visit)
     return chosen
 
 
