@@ -87,7 +87,10 @@ def _work() -> None:  # pragma: no cover - the child process (tested through Tra
         if request.get("prefetch"):
             try:
                 model, _, _ = built(request["source"], request["input"])
-                built.prepared(model)
+                built.prepared(model).repeated()  # the whole set-up now, not in the first update
+                # out of the collector's full scans, as the server does with what it keeps
+                gc.collect(1)
+                gc.freeze()
                 send({"number": number, "built": True})
             except Exception as err:  # noqa: BLE001 - the next request for it reports the failure
                 send({"number": number, "error": f"{type(err).__name__}: {err}"})
