@@ -291,6 +291,18 @@ def test_the_helper_process_gives_the_same_answers_and_is_never_needed():
         assert helper.used == 4 and helper.settle()  # updates: with the helper
         number = helper.ask("lenet5", None, 1, "float32")
         assert helper.answer(number, ["not", "these", "rows"]) is None  # another network's rows: not used
+        for _ in range(3):  # answers nobody waits for are read off the pipe before the next request
+            helper.prefetch("lenet5", None)
+        assert helper.settle() and helper._drain() == 0
+        for _ in range(3):
+            helper.prefetch("lenet5", None)
+        import time
+
+        dropped, deadline = 0, time.monotonic() + 30
+        while dropped < 3 and time.monotonic() < deadline:
+            dropped += helper._drain()
+            time.sleep(0.05)
+        assert dropped == 3
         assert helper.forget()  # it builds afresh (benchmarks' picks); answers stay the same
         assert c.post("/api/analyze", json={"source": "densenet121", "batch_size": 6}).json() == \
             convzoo.analyze("densenet121", batch_size=6).to_dict()  # fmt: skip

@@ -178,8 +178,7 @@ class BuiltSources:
 
 def _prepared(build: Build, model: Any) -> Any:
     """The engine's `Prepared` of `model` when `build` keeps its networks (`BuiltSources`)."""
-    keeper = getattr(build, "prepared", None)
-    return keeper(model) if keeper is not None else None
+    return build.prepared(model) if isinstance(build, BuiltSources) else None
 
 
 def analyze_source(

@@ -42,6 +42,13 @@ from .report import OPTIMIZER_STATE, LayerRecord, MemoryReport, Report
 __all__ = ["Prepared", "analyze", "parse_input_size", "training_estimate", "with_training"]
 
 
+def _check_run(batch_size: int, dtype: torch.dtype) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+
+
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
     try:
         values = tuple(int(v) for v in input_size)
@@ -768,20 +775,12 @@ class _Setup:
         self.repeated = prepared.repeated() if replay else {}
 
 
-def _training_pass(
-    model: nn.Module,
-    modules: list[nn.Module],
-    runner: "_Runner",
-    x: torch.Tensor,
-    rows: list[LayerRecord],
-    by_module: dict[nn.Module, LayerRecord],
-    spans: dict[nn.Module, tuple[int, int]],
-    repeated: dict[nn.Module, int],
-    param_keys: set[int],
-) -> tuple[dict[int, int], str]:
+def _training_pass(model: nn.Module, run: _Setup) -> tuple[dict[int, int], str]:
     """Pass 2: the storages autograd keeps for backward (storage -> bytes), each charged to
     the row that saved it first (`saved_bytes`); and, when the network cannot run in train
     mode on this input, why not (then the bytes are not an estimate)."""
+    modules, runner, x, rows, by_module = run.modules, run.runner, run.x, run.rows, run.by_module
+    spans, repeated, param_keys = run.spans, run.repeated, run.param_keys
     saved: dict[int, int] = {}
     skip = param_keys | {_storage_key(x)}
     root = rows[0]
@@ -864,12 +863,12 @@ def training_estimate(
     training=False), training_estimate(model, ...))` for the same arguments; the explorer
     runs the two halves in two processes at once (`convzoo.serve.helper`)."""
     size = _check_input_size(input_size)
+    _check_run(batch_size, dtype)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         run = _Setup(model, size, batch_size, dtype, replay, prepared)
-        saved, note = _training_pass(model, run.modules, run.runner, run.x, run.rows, run.by_module, run.spans,
-                                     run.repeated, run.param_keys)  # fmt: skip
+        saved, note = _training_pass(model, run)
         if note:
             return None, None, note
         return [r.saved_bytes or 0 for r in run.rows], sum(saved.values()), note
@@ -919,10 +918,7 @@ def analyze(
     `prepared` is a `Prepared(model)` kept from an earlier analysis of the same, unchanged
     module (see `Prepared`): the set-up is skipped, the report is the same.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    _check_run(batch_size, dtype)
     had_dynamo = _dynamo_imported()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the passes create many short-lived objects; collections would scan the whole model
@@ -985,7 +981,7 @@ def _analyze(
 
     # -- pass 2: training, what autograd keeps for backward ----------------------------
     if train:
-        saved, training_error = _training_pass(model, modules, runner, x, rows, by_module, spans, repeated, param_keys)
+        saved, training_error = _training_pass(model, run)
     else:
         saved, training_error = {}, "no training estimate: not asked for (analyze(..., training=False))"
     t3 = time.perf_counter()

@@ -37,7 +37,8 @@ __all__ = ["TrainingHelper", "row_digest"]
 ANSWER_TIMEOUT_S = 60.0
 #: the helper takes the networks whose whole analysis took at least this long in the server:
 #: below it, sending the request and reading the answer cost more than the pass saves
-#: (docs/performance.md: LeNet-5 28 against 14 ms with the helper, googlenet 39 against 52)
+#: (LeNet-5's update took 28 ms with the helper against 14 alone; googlenet, at about this
+#: time, gains nothing measurable either way: docs/performance.md)
 WORTH_S = 0.040
 
 
@@ -180,9 +181,24 @@ class TrainingHelper:
             time.sleep(0.05)
         return self.ready and not self.broken
 
+    def _drain(self) -> int:
+        """Read and drop the answers waiting in the pipe (those of prefetches nobody waits
+        for); how many. Before every request: a server that only ever picks networks would
+        otherwise fill the pipe, then the helper would block writing, then the server."""
+        dropped = 0
+        try:
+            while self._line(0.0) is not None:
+                dropped += 1
+        except (EOFError, OSError, ValueError) as err:
+            self._give_up(f"the helper's pipe failed: {err}")
+        return dropped
+
     def ask(self, source: str, input_size: Sequence[int] | None, batch_size: int, dtype: str) -> int | None:
         """Send a request; its number, or None when the helper cannot take it."""
         if not self._alive():
+            return None
+        self._drain()
+        if self.broken:
             return None
         assert self.process is not None and self.process.stdin is not None
         self.number += 1
@@ -218,6 +234,9 @@ class TrainingHelper:
         """Ask the helper to build and keep a network for the requests to come (no answer
         is awaited: `answer` skips it)."""
         if not self._alive():
+            return
+        self._drain()
+        if self.broken:
             return
         assert self.process is not None and self.process.stdin is not None
         self.number += 1
